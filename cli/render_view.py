@@ -1,0 +1,66 @@
+"""Rich presentation for `drrkit render`: progress bar, dry-run and end-of-run summaries."""
+
+from __future__ import annotations
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from cli.app import console, err_console
+
+
+def print_dry_run(job, plan) -> None:
+    table = Table(title=f"dry run: {job.out}", show_header=False)
+    table.add_row("recipe", job.recipe.name)
+    table.add_row("CTs found", str(plan.n_cts))
+    table.add_row("of which unreadable at discovery", str(plan.n_bad_inputs))
+    table.add_row("views per CT", str(plan.views_per_ct))
+    table.add_row("images", f"{plan.n_cts * plan.views_per_ct} × {plan.image_shape[0]}×{plan.image_shape[1]} {job.image_dtype}")
+    table.add_row("uncompressed size", f"{plan.uncompressed_bytes / 2**20:,.1f} MiB")
+    console.print(table)
+
+
+def run_with_progress(job) -> int:
+    from drrkit.pipeline import render_corpus
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("views {task.fields[views]}"), TextColumn("{task.fields[rate]}"),
+               TextColumn("[red]{task.fields[failed]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    state = {"views": 0, "failed": 0, "render_s": 0.0}
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("CTs", total=None, views=0, rate="", failed="")
+
+        def on_start(todo: int, skipped: int) -> None:
+            progress.update(task, total=todo)
+            if skipped:
+                progress.console.print(f"resuming: {skipped} CT(s) already done in {job.out}")
+
+        def on_result(result) -> None:
+            state["views"] += result.views
+            state["failed"] += result.status != "done"
+            elapsed = progress.tasks[task].elapsed or 0.0
+            rate = f"{state['views'] / elapsed:.2f} views/s" if elapsed else ""
+            failed = f"{state['failed']} failed" if state["failed"] else ""
+            progress.update(task, advance=1, views=state["views"], rate=rate, failed=failed)
+
+        report = render_corpus(job, on_result=on_result, on_start=on_start)
+    print_summary(report)
+    return report.exit_code
+
+
+def print_summary(report) -> None:
+    phases = report.phase_seconds()
+    split = ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()) or "nothing rendered"
+    done = len(report.results) - len(report.failed)
+    console.print(f"[bold green]{done}[/] CT(s) rendered, {report.views_rendered} views in "
+                  f"{report.wall_seconds:.1f}s ({split}); {report.skipped_done} already done; "
+                  f"backend {report.backend['backend']} on {report.backend['device']}")
+    if report.peak_memory_bytes:
+        console.print(f"peak device memory {report.peak_memory_bytes / 2**30:.2f} GiB")
+    console.print(f"store: {report.store}")
+    if report.failed:
+        table = Table(title=f"{len(report.failed)} input(s) failed", title_style="bold red")
+        table.add_column("CT")
+        table.add_column("reason")
+        for r in report.failed:
+            table.add_row(r.ct_id, f"[{r.error_kind}] {r.error.splitlines()[0]}")
+        err_console.print(table)

@@ -1,0 +1,3 @@
+"""drrkit: simulated chest X-ray corpora (DRRs) from CT."""
+
+__version__ = "0.1.0"

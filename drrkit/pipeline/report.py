@@ -1,0 +1,72 @@
+"""The run report: per-CT outcomes and per-phase timings, written as JSON beside the store."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from drrkit.pipeline.task import CTResult
+
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+
+
+@dataclass
+class RunReport:
+    store: str
+    recipe: str
+    backend: dict
+    n_cts: int
+    views_per_ct: int
+    skipped_done: int = 0
+    results: list[CTResult] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    peak_memory_bytes: int | None = None
+    machine: dict = field(default_factory=lambda: {"python": platform.python_version(),
+                                                   "platform": platform.platform(),
+                                                   "processor": platform.processor()})
+
+    @property
+    def failed(self) -> list[CTResult]:
+        return [r for r in self.results if r.status != "done"]
+
+    @property
+    def views_rendered(self) -> int:
+        return sum(r.views for r in self.results)
+
+    def phase_seconds(self) -> dict:
+        totals: dict[str, float] = {}
+        for r in self.results:
+            for phase, secs in r.timings.items():
+                totals[phase] = totals.get(phase, 0.0) + secs
+        return totals
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SOME_FAILED if self.failed else EXIT_OK
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["results"] = [{k: v for k, v in asdict(r).items() if k != "info"} | _info_summary(r)
+                           for r in self.results]
+        data.update(views_rendered=self.views_rendered, phase_seconds=self.phase_seconds(),
+                    failed=[r.ct_id for r in self.failed], exit_code=self.exit_code,
+                    views_per_second=self.views_rendered / self.wall_seconds if self.wall_seconds else None)
+        return data
+
+    def write(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_json(), indent=2))
+        return path
+
+
+def _info_summary(r: CTResult) -> dict:
+    if not r.info:
+        return {}
+    return {"shape": r.info["shape"], "spacing": r.info["spacing"]}
+
+
+def report_path(store: str | Path) -> Path:
+    store = Path(store)
+    return store.with_name(store.name + ".report.json")

@@ -1,0 +1,60 @@
+"""One task = one CT: load it, sample its poses, render every view, write its own rows.
+
+Tasks return a small `CTResult` (never tensors); the client alone updates the per-CT table.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from drrkit.ct import CTReadError, CTSource, load_ct
+from drrkit.geometry.recipe import Recipe
+from drrkit.render.base import Renderer
+from drrkit.store import CorpusWriter
+
+
+@dataclass
+class CTResult:
+    ct_index: int
+    ct_id: str
+    status: str  # "done" | "failed"
+    error_kind: str = ""
+    error: str = ""
+    info: dict | None = None  # shape, spacing, affine, hu_min, hu_max, checksum (if the CT was read)
+    views: int = 0
+    timings: dict = field(default_factory=dict)  # seconds: load, render, write
+
+
+def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Renderer,
+              writer: CorpusWriter) -> CTResult:
+    result = CTResult(ct_index, source.id, "failed")
+    t0 = time.perf_counter()
+    try:
+        ct = load_ct(source)
+    except CTReadError as exc:
+        result.error_kind, result.error = exc.kind, str(exc)
+        return result
+    result.info = {"shape": list(ct.shape), "spacing": list(ct.spacing), "affine": ct.affine.tolist(),
+                   "hu_min": float(np.min(ct.hu)), "hu_max": float(np.max(ct.hu)),
+                   "checksum": ct.checksum()}
+    t1 = time.perf_counter()
+    try:
+        poses = recipe.sample_poses(source.id)
+        images = np.empty((len(poses), recipe.detector.height, recipe.detector.width), np.float32)
+        for start, batch in renderer.render(ct, poses):
+            images[start:start + len(batch)] = batch
+        t2 = time.perf_counter()
+        writer.write_rows(ct_index, images, poses)
+    except (RuntimeError, ValueError, MemoryError, OSError) as exc:
+        # Recorded with its reason and reported (exit code 3); never silently dropped.
+        result.error_kind = f"render_error:{type(exc).__name__}"
+        result.error = f"{source.path}: {exc}\n{traceback.format_exc(limit=3)}"
+        return result
+    t3 = time.perf_counter()
+    result.status, result.views = "done", len(poses)
+    result.timings = {"load": t1 - t0, "render": t2 - t1, "write": t3 - t2}
+    return result

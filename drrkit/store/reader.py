@@ -1,0 +1,122 @@
+"""Reading a corpus store: `open_corpus(path)` and the re-render recipe for any stored image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from drrkit.geometry.detector import Detector
+from drrkit.geometry.poses import PoseSet
+from drrkit.geometry.recipe import Recipe
+from drrkit.store import schema
+from drrkit.store.errors import StoreError
+
+
+def open_corpus(path: str | Path) -> "Corpus":
+    return Corpus(path)
+
+
+class Corpus:
+    """Read-only view of a corpus store. Arrays are zarr arrays (lazy); tables are numpy."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreError(f"{self.path}: no such store")
+        try:
+            self.root = zarr.open_group(str(self.path), mode="r")
+            self.attrs = dict(self.root.attrs)[schema.ATTRS_KEY]
+        except (FileNotFoundError, KeyError, ValueError) as exc:
+            raise StoreError(f"{self.path}: not a drrkit corpus store ({exc})") from exc
+        version = self.attrs.get("schema_version")
+        if version != schema.SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {version}, this drrkit reads {schema.SCHEMA_VERSION}")
+
+    # --- shape of the corpus -------------------------------------------------------------
+    @property
+    def images(self) -> zarr.Array:
+        return self.root["images"]
+
+    @property
+    def views_per_ct(self) -> int:
+        return int(self.attrs["views_per_ct"])
+
+    @property
+    def n_cts(self) -> int:
+        return int(self.attrs["n_cts"])
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe.from_dict(self.attrs["recipe"], where=f"{self.path} attributes")
+
+    @property
+    def detector(self) -> Detector:
+        return Detector(**self.attrs["detector"])
+
+    # --- per-CT table ----------------------------------------------------------------------
+    def ct_table(self) -> list[dict]:
+        """One dict per CT: id, source, kind, status, error_kind, error, shape, spacing, ..."""
+        if self.n_cts == 0:
+            return []
+        cts = self.root["cts"]
+        cols = {name: cts[name][:] for name in (*schema.CT_STRING_ARRAYS, *schema.CT_NUMERIC_ARRAYS)}
+        return [{name: _plain(col[i]) for name, col in cols.items()} for i in range(self.n_cts)]
+
+    def ct_rows(self, ct_index: int) -> slice:
+        return slice(ct_index * self.views_per_ct, (ct_index + 1) * self.views_per_ct)
+
+    def ct_index_of(self, ct_id: str) -> int:
+        ids = list(self.root["cts/id"][:])
+        if ct_id not in ids:
+            raise KeyError(f"{self.path}: no CT with id {ct_id!r}")
+        return ids.index(ct_id)
+
+    # --- per-row data ------------------------------------------------------------------------
+    def poses(self, rows=slice(None)) -> PoseSet:
+        return PoseSet(np.asarray(self.root["rotation"][rows]).reshape(-1, 3),
+                       np.asarray(self.root["translation"][rows]).reshape(-1, 3))
+
+    def image(self, row: int) -> np.ndarray:
+        return np.asarray(self.images[row], dtype=np.float32)
+
+    # --- re-rendering with plain DiffDRR ------------------------------------------------------
+    def diffdrr_read_kwargs(self) -> dict:
+        vol = self.attrs["volume"]
+        return {"orientation": vol["orientation"],
+                "bone_attenuation_multiplier": vol["bone_attenuation_multiplier"],
+                "center_volume": vol["center_volume"]}
+
+    def rerender_with_diffdrr(self, rows, device: str = "cpu", ct_path: str | None = None) -> np.ndarray:
+        """Render stored rows of one CT again with plain DiffDRR, from the store's metadata alone
+        (the CT file named in cts/source, unless `ct_path` points at a moved copy)."""
+        import torch
+        from diffdrr.data import read
+        from diffdrr.drr import DRR
+
+        rows = np.atleast_1d(np.arange(len(self))[rows])
+        ct_idx = np.unique(self.root["ct_index"][rows.min():rows.max() + 1])
+        if len(ct_idx) != 1 or ct_idx[0] < 0:
+            raise StoreError(f"{self.path}: rows must belong to one rendered CT, got CT indices {ct_idx}")
+        source = ct_path or str(self.root["cts/source"][int(ct_idx[0])])
+        subject = read(source, **self.diffdrr_read_kwargs())
+        drr = DRR(subject, **self.attrs["detector"]).to(device)
+        pose = self.poses(rows)
+        with torch.no_grad():
+            img = drr(torch.tensor(pose.rotations, dtype=torch.float32, device=device),
+                      torch.tensor(pose.translations, dtype=torch.float32, device=device),
+                      parameterization=self.attrs["pose_convention"]["parameterization"],
+                      convention=self.attrs["pose_convention"]["convention"])
+        return img[:, 0].cpu().numpy()
+
+
+def _plain(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

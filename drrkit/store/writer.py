@@ -1,0 +1,161 @@
+"""Creating a corpus store, writing a CT's rows (tasks) and its table entry (client only)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from drrkit import __version__
+from drrkit.geometry.poses import PoseSet
+from drrkit.geometry.recipe import Recipe
+from drrkit.store import schema
+from drrkit.store.errors import StoreError, StoreMismatch
+
+
+@dataclass(frozen=True)
+class CTEntry:
+    """What the client knows about a CT before rendering it."""
+
+    id: str
+    source: str
+    kind: str
+
+
+def corpus_attrs(recipe: Recipe, entries: list[CTEntry], image_dtype: str) -> dict:
+    """The store's identity: everything that must match for a run to resume into it."""
+    return {
+        "schema_version": schema.SCHEMA_VERSION,
+        "recipe": recipe.to_dict(),
+        "detector": recipe.detector.drr_kwargs(),
+        "volume": {"orientation": recipe.volume.orientation,
+                   "bone_attenuation_multiplier": recipe.volume.bone_attenuation_multiplier,
+                   "center_volume": True},
+        "intensity": {"kind": recipe.intensity.kind, **schema.INTENSITY_DEFINITIONS[recipe.intensity.kind]},
+        "pose_convention": schema.POSE_CONVENTION,
+        "views_per_ct": recipe.views_per_ct(),
+        "n_cts": len(entries),
+        "image_dtype": image_dtype,
+        "ct_list": [[e.id, e.source] for e in entries],
+    }
+
+
+def create_or_open(path: str | Path, recipe: Recipe, entries: list[CTEntry], *,
+                   image_dtype: str = "float32", overwrite: bool = False,
+                   run_info: dict | None = None) -> "CorpusWriter":
+    """Create the store, or reopen it to resume when it was made by the same recipe and CT list.
+
+    A store made with anything else is refused (StoreMismatch) unless `overwrite`."""
+    path = Path(path)
+    identity = corpus_attrs(recipe, entries, image_dtype)
+    if path.exists() and not overwrite:
+        existing = _read_identity(path)
+        _check_same(existing, identity, path)
+        return CorpusWriter(path)
+    if path.exists():
+        shutil.rmtree(path)
+    _create(path, recipe, entries, identity, image_dtype, run_info or {})
+    return CorpusWriter(path)
+
+
+def _read_identity(path: Path) -> dict:
+    try:
+        attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise StoreError(f"{path}: exists but is not a drrkit corpus store ({exc}); "
+                         f"choose another --out or pass --overwrite") from exc
+    if schema.ATTRS_KEY not in attrs:
+        raise StoreError(f"{path}: exists but is not a drrkit corpus store; choose another --out or pass --overwrite")
+    return attrs[schema.ATTRS_KEY]
+
+
+def _check_same(existing: dict, wanted: dict, path: Path) -> None:
+    for key in ("schema_version", "recipe", "image_dtype", "ct_list"):
+        if existing.get(key) != wanted[key]:
+            what = {"ct_list": "set of CTs", "recipe": "recipe or geometry"}.get(key, key)
+            raise StoreMismatch(
+                f"{path}: this store was made with a different {what}; resuming into it would mix "
+                f"corpora. Use the same command to resume, another --out, or --overwrite to replace it.")
+
+
+def _create(path: Path, recipe: Recipe, entries: list[CTEntry], identity: dict,
+            image_dtype: str, run_info: dict) -> None:
+    views, det = recipe.views_per_ct(), recipe.detector
+    n_rows, n_cts = views * len(entries), len(entries)
+    root = zarr.open_group(str(path), mode="w", zarr_format=3)
+    fill = np.nan if image_dtype.startswith("float") else 0
+    root.create_array("images", shape=(n_rows, det.height, det.width), dtype=image_dtype,
+                      chunks=(1, det.height, det.width), shards=(views, det.height, det.width),
+                      fill_value=fill, dimension_names=("row", "y", "x"))
+    for name, (tail, dtype) in schema.ROW_ARRAYS.items():
+        fill = np.nan if dtype.startswith("float") else -1
+        root.create_array(name, shape=(n_rows, *tail), dtype=dtype, chunks=(views, *tail), fill_value=fill)
+    chunk = min(max(1, n_cts), schema.CT_TABLE_CHUNK)
+    for name in schema.CT_STRING_ARRAYS:
+        root.create_array(f"cts/{name}", shape=(n_cts,), dtype=str, chunks=(chunk,), fill_value="")
+    for name, (tail, dtype) in schema.CT_NUMERIC_ARRAYS.items():
+        fill = np.nan if dtype.startswith("float") else -1
+        root.create_array(f"cts/{name}", shape=(n_cts, *tail), dtype=dtype, chunks=(chunk, *tail), fill_value=fill)
+    if n_cts:
+        root["cts/id"][:] = np.array([e.id for e in entries], dtype=object)
+        root["cts/source"][:] = np.array([e.source for e in entries], dtype=object)
+        root["cts/kind"][:] = np.array([e.kind for e in entries], dtype=object)
+        root["cts/status"][:] = np.array([schema.PENDING] * n_cts, dtype=object)
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    root.attrs[schema.ATTRS_KEY] = {**identity, "drrkit_version": __version__, "created": created,
+                                    "run": run_info}
+
+
+class CorpusWriter:
+    """Writes into an existing store. `write_rows` is safe in a worker (it touches only one CT's
+    shard and chunks); `record_ct` and `mark_failed` belong to the client alone."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.root = zarr.open_group(str(self.path), mode="r+")
+        self.views = int(self.root.attrs[schema.ATTRS_KEY]["views_per_ct"])
+
+    def rows(self, ct_index: int) -> slice:
+        return slice(ct_index * self.views, (ct_index + 1) * self.views)
+
+    def write_rows(self, ct_index: int, images: np.ndarray, poses: PoseSet) -> None:
+        if images.shape[0] != self.views or len(poses) != self.views:
+            raise StoreError(f"CT {ct_index}: expected {self.views} views, got {images.shape[0]} images "
+                             f"and {len(poses)} poses")
+        rows = self.rows(ct_index)
+        self.root["images"][rows] = images.astype(self.root["images"].dtype, copy=False)
+        self.root["rotation"][rows] = poses.rotations
+        self.root["translation"][rows] = poses.translations
+        self.root["extrinsic"][rows] = poses.extrinsics()
+        self.root["ct_index"][rows] = np.full(self.views, ct_index, dtype=np.int32)
+        self.root["view_index"][rows] = np.arange(self.views, dtype=np.int32)
+
+    def record_ct(self, ct_index: int, info: dict) -> None:
+        """Client: a CT's properties (shape, spacing, affine, hu_min, hu_max, checksum) as read."""
+        cts = self.root["cts"]
+        cts["shape"][ct_index] = np.asarray(info["shape"], dtype=np.int32)
+        cts["spacing"][ct_index] = np.asarray(info["spacing"], dtype=np.float64)
+        cts["affine"][ct_index] = np.asarray(info["affine"], dtype=np.float64)
+        cts["hu_min"][ct_index] = info["hu_min"]
+        cts["hu_max"][ct_index] = info["hu_max"]
+        cts["checksum"][ct_index] = info["checksum"]
+
+    def mark_done(self, ct_index: int) -> None:
+        """Client: only after the task reported its rows written."""
+        self.set_status(ct_index, schema.DONE)
+
+    def mark_failed(self, ct_index: int, error_kind: str, error: str) -> None:
+        self.set_status(ct_index, schema.FAILED, error_kind, error)
+
+    def set_status(self, ct_index: int, status: str, error_kind: str = "", error: str = "") -> None:
+        cts = self.root["cts"]
+        cts["error_kind"][ct_index] = error_kind
+        cts["error"][ct_index] = error
+        cts["status"][ct_index] = status
+
+    def statuses(self) -> np.ndarray:
+        return np.asarray(self.root["cts/status"][:]) if self.root["cts/status"].shape[0] else np.array([])
