@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import torch
+from diffdrr.data import read
+from diffdrr.drr import DRR
+
+from drrkit.geometry.recipe import Recipe
+from drrkit.render import make_renderer, render_all, resolve_device
+from drrkit.render.diffdrr_backend import DiffDRRBackend
+from tests.conftest import write_nifti
+
+RECIPE = {"name": "t", "detector": {"sdd": 1020, "height": 24, "width": 20, "delx": 4.0, "dely": 4.0},
+          "poses": {"sampling": "grid", "rotation": {"z": {"start": -90, "stop": 90, "num": 5}},
+                    "translation": {"y": 700}}}
+
+
+def test_matches_plain_diffdrr_reading_the_file(tiny, tmp_path):
+    recipe = Recipe.from_dict(RECIPE)
+    poses = recipe.sample_poses(tiny.id)
+    ours = render_all(make_renderer(recipe, "diffdrr", "cpu"), tiny, poses)
+    drr = DRR(read(write_nifti(tiny, tmp_path / "t.nii.gz"), orientation="AP"), **recipe.detector.drr_kwargs())
+    with torch.no_grad():
+        ref = drr(torch.tensor(poses.rotations, dtype=torch.float32), torch.tensor(poses.translations, dtype=torch.float32),
+                  parameterization="euler_angles", convention="ZXY")[:, 0].numpy()
+    assert ours.shape == (5, 24, 20) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-4)
+    assert ours.max() > 0
+
+
+def test_batch_size_does_not_change_images(tiny):
+    recipe = Recipe.from_dict(RECIPE)
+    poses = recipe.sample_poses(tiny.id)
+    one = render_all(DiffDRRBackend(recipe.detector, recipe.volume, batch_size=1), tiny, poses)
+    many = render_all(DiffDRRBackend(recipe.detector, recipe.volume, batch_size=4), tiny, poses)
+    np.testing.assert_allclose(one, many, rtol=1e-5, atol=1e-5)
+
+
+def test_auto_batch_is_bounded_by_memory(tiny):
+    backend = DiffDRRBackend(Recipe.from_dict(RECIPE).detector, Recipe.from_dict(RECIPE).volume)
+    assert backend.bytes_per_view(tiny) == 24 * 20 * (24 + 20 + 16 + 3) * 48
+
+
+def test_device_resolution_never_falls_back_silently():
+    assert resolve_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == "cpu"
+        with pytest.raises(RuntimeError, match="no CUDA"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError):
+        resolve_device("tpu")
+    with pytest.raises(ValueError, match="unknown backend"):
+        make_renderer(Recipe.from_dict(RECIPE), "fastest", "cpu")
