@@ -58,9 +58,8 @@ def print_summary(report) -> None:
         console.print(f"peak device memory {report.peak_memory_bytes / 2**30:.2f} GiB")
     console.print(f"store: {report.store}")
     if report.failed:
-        table = Table(title=f"{len(report.failed)} input(s) failed", title_style="bold red")
-        table.add_column("CT")
-        table.add_column("reason")
+        err_console.print(f"[bold red]{len(report.failed)} input(s) failed[/] (recorded in the store with their reasons):")
         for r in report.failed:
-            table.add_row(r.ct_id, f"[{r.error_kind}] {r.error.splitlines()[0]}")
-        err_console.print(table)
+            # One unwrapped line per failure, without markup: paths and messages must survive intact.
+            err_console.print(f"  {r.ct_id}: [{r.error_kind}] {r.error.splitlines()[0]}", markup=False,
+                              soft_wrap=True, highlight=False)

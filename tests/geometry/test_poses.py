@@ -48,7 +48,7 @@ def test_xwin_frontal_pose_is_ap_with_source_anterior():
     np.testing.assert_allclose(poses.source_positions("AP")[0], [0, 700, 0], atol=1e-9)
     view_dir = poses.camera_to_world("AP")[0, :3, 2]
     np.testing.assert_allclose(view_dir, [0, -1, 0], atol=1e-12)  # looking posteriorly
-    # +90° about the superior axis moves the source to the patient's right (RAS x < 0).
+    # +90° about the superior axis moves the source to the patient's left (RAS +x is the right).
     lateral = PoseSet(np.array([[np.pi / 2, 0, 0]]), np.array([[0.0, 700.0, 0.0]]))
     np.testing.assert_allclose(lateral.source_positions("AP")[0], [-700, 0, 0], atol=1e-9)
 

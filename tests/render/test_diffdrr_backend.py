@@ -50,3 +50,23 @@ def test_device_resolution_never_falls_back_silently():
         resolve_device("tpu")
     with pytest.raises(ValueError, match="unknown backend"):
         make_renderer(Recipe.from_dict(RECIPE), "fastest", "cpu")
+
+
+def test_frontal_image_is_displayed_radiologically():
+    """xwin geometry, yaw 0: patient's left (RAS x < 0) on the image right, superior at the top."""
+    from drrkit.ct.volume import CTVolume
+    from drrkit.geometry.poses import PoseSet
+
+    shape = (40, 40, 40)
+    hu = np.full(shape, -1000.0, np.float32)
+    hu[2:38, 2:38, 2:38] = 0.0
+    hu[5:12, 16:24, 16:24] = 1500.0  # x = 2i - 39 < 0: patient's left, mid height
+    hu[18:22, 18:22, 31:38] = 1500.0  # z > 0: superior, midline
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = -39.0
+    recipe = Recipe.from_dict({**RECIPE, "detector": {"sdd": 1020, "height": 32, "width": 32, "delx": 4.0, "dely": 4.0}})
+    ct = CTVolume(hu, affine, "lr", "<memory>")
+    img = render_all(make_renderer(recipe, "diffdrr", "cpu"), ct, PoseSet(np.zeros((1, 3)), np.array([[0.0, 700.0, 0.0]])))[0]
+    excess = img - np.median(img)
+    assert np.argmax(excess[12:20].sum(axis=0)) > 16  # the left-sided block: right half of the image
+    assert np.argmax(excess[:, 14:18].sum(axis=1)) < 16  # the superior block: upper half

@@ -1,0 +1,225 @@
+"""Find CT inputs under a folder: NIfTI files and DICOM CT series, with per-input errors.
+
+Rules (see `discover_cts`):
+
+* ``*.nii`` / ``*.nii.gz`` files are NIfTI sources.
+* Any directory named ``labels`` (any depth, any case) is skipped entirely: label maps live there.
+  Hidden files and directories (name starting with ``.``) are skipped too.
+* Files with an obviously non-image extension (.txt .csv .json .md .png .jpg .yaml ...) and
+  files named DICOMDIR are ignored.
+* Every other file is probed as DICOM (header only). CT files are grouped by
+  SeriesInstanceUID into one source per series. A file with a DICOM-ish name (.dcm/.dicom/.ima,
+  no extension, or a purely numeric extension as in UID-named files) that does not parse is
+  reported as UnreadableFile (unless it has no extension and is plain text: README, LICENSE);
+  other unparsable files are ignored. Known volume formats this
+  package does not read (.nrrd, .mha, .mhd, .mgz, ...) are reported as UnreadableFile.
+* Parsable DICOM that is not CT: non-image objects (DICOMDIR, RT structure sets / plans,
+  structured reports: no Rows element) are ignored; image series of another modality
+  (MR, CR, SEG, ...) are reported as one NotCT error per series.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+
+from drrkit.ct.dicom import DICOM_PARSE_ERRORS, read_dicom_series, series_folder, series_id
+from drrkit.ct.errors import CTReadError, NotCT, UnreadableFile
+from drrkit.ct.nifti import is_nifti_path, nifti_stem, read_nifti, safe_id
+from drrkit.ct.volume import CTVolume
+
+SKIP_EXTENSIONS = frozenset(
+    {".txt", ".csv", ".tsv", ".json", ".md", ".rst", ".png", ".jpg", ".jpeg", ".yaml", ".yml",
+     ".gif", ".bmp", ".tif", ".tiff", ".pdf", ".html", ".xml", ".log", ".py", ".ipynb"}
+)
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".ima", ""})
+UNSUPPORTED_VOLUME_EXTENSIONS = frozenset({".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".hdr", ".npy", ".npz"})
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+# CT Image, Enhanced CT Image, Legacy Converted Enhanced CT Image Storage.
+CT_SOP_CLASSES = frozenset(
+    {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2"}
+)
+LABELS_DIR = "labels"
+_PROBE_TAGS = ["Modality", "SeriesInstanceUID", "SOPClassUID", "Rows"]
+_TEXT_CONTROL = frozenset(b"\t\n\r\f\b")
+
+
+@dataclass(frozen=True)
+class CTSource:
+    """One CT input found on disk: a NIfTI file or the files of one DICOM series."""
+
+    id: str
+    path: str
+    kind: str  # "nifti" | "dicom"
+    files: tuple[str, ...]
+
+
+def _walk(root: Path) -> list[Path]:
+    """All files under root (sorted), skipping `labels` and hidden directories and hidden files."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d.casefold() != LABELS_DIR and not d.startswith("."))
+        found.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
+    return found
+
+
+def _dicomish(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    return suffix in DICOM_EXTENSIONS or suffix[1:].isdigit()
+
+
+def _looks_like_text(path: Path) -> bool:
+    """True for a non-empty file whose first KiB is plain text (README, LICENSE, notes)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError:
+        return False
+    return bool(head) and all(ch >= 0x20 or ch in _TEXT_CONTROL for ch in head)
+
+
+def _probe(path: Path) -> pydicom.Dataset | None:
+    """Header of a DICOM file, None for a file that is clearly not DICOM; raises UnreadableFile.
+
+    A file with a DICOM-ish name that does not parse is an error, unless it has no extension
+    and is plain text (README, LICENSE).
+    """
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, force=False, specific_tags=_PROBE_TAGS)
+    except DICOM_PARSE_ERRORS as exc:
+        if _dicomish(path) and not (path.suffix == "" and _looks_like_text(path)):
+            raise UnreadableFile(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from exc
+        return None
+
+
+def _classify_dicom(path: Path, ds: pydicom.Dataset) -> str | None:
+    """'ct', 'other' (a non-CT image) or None (ignore: DICOMDIR / non-image object)."""
+    meta = getattr(ds, "file_meta", None)
+    sop = str((meta.get("MediaStorageSOPClassUID") if meta is not None else None) or ds.get("SOPClassUID") or "")
+    modality = str(ds.get("Modality") or "").strip().upper()
+    if sop == DICOMDIR_SOP_CLASS:
+        return None
+    if modality == "CT" or sop in CT_SOP_CLASSES:
+        return "ct"
+    if not modality and not sop:
+        raise UnreadableFile(path, "DICOM file has neither Modality nor SOP Class UID (truncated?)")
+    return "other" if ds.get("Rows") is not None else None
+
+
+def _scan_file(path: Path, groups: dict, errors: list[CTReadError]) -> Path | None:
+    """Classify one file: returns it if NIfTI; adds DICOM files to `groups` or errors to `errors`."""
+    name = path.name.lower()
+    if is_nifti_path(path):
+        return path
+    suffix = path.suffix.lower()
+    if suffix in SKIP_EXTENSIONS or name == "dicomdir":
+        return None
+    if suffix in UNSUPPORTED_VOLUME_EXTENSIONS:
+        errors.append(UnreadableFile(path, f"unsupported image format {suffix!r}; convert to NIfTI or DICOM"))
+        return None
+    try:
+        ds = _probe(path)
+        cls = None if ds is None else _classify_dicom(path, ds)
+    except UnreadableFile as err:
+        errors.append(err)
+        return None
+    if cls is not None:
+        uid = str(ds.get("SeriesInstanceUID") or "")
+        if not uid:
+            errors.append(UnreadableFile(path, "DICOM image has no SeriesInstanceUID"))
+        else:
+            modality = str(ds.get("Modality") or "?")
+            groups[(cls, uid)].append((path, modality))
+    return None
+
+
+def _dicom_sources(groups: dict, errors: list[CTReadError]) -> list[CTSource]:
+    sources = []
+    for (cls, uid), members in groups.items():
+        files = sorted(p for p, _ in members)
+        folder = series_folder(files)
+        if cls == "other":
+            modalities = sorted({m for _, m in members})
+            reason = f"DICOM series {uid} ({len(files)} files) has Modality {modalities}, not CT"
+            errors.append(NotCT(folder, reason))
+            continue
+        sources.append(CTSource(series_id(folder, uid), str(folder), "dicom", tuple(str(f) for f in files)))
+    return sources
+
+
+def _unique_ids(sources: list[CTSource]) -> list[CTSource]:
+    """Sort by (path, id, files); later duplicates of an id get _2, _3, ... (never reusing a taken id)."""
+    sources = sorted(sources, key=lambda s: (s.path, s.id, s.files))
+    taken = {s.id for s in sources}
+    seen: set[str] = set()
+    out = []
+    for s in sources:
+        new_id = s.id
+        if new_id in seen:
+            n = 2
+            while f"{s.id}_{n}" in taken:
+                n += 1
+            new_id = f"{s.id}_{n}"
+            taken.add(new_id)
+        seen.add(new_id)
+        out.append(dataclasses.replace(s, id=new_id) if new_id != s.id else s)
+    return out
+
+
+def discover_cts(root: str | Path) -> tuple[list[CTSource], list[CTReadError]]:
+    """Find NIfTI files and DICOM CT series under `root` (recursively).
+
+    Returns (sources sorted by path with unique ids, errors sorted by path). Never raises for a
+    bad input file; raises UnreadableFile only if `root` itself does not exist.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise UnreadableFile(root, "path does not exist")
+    if root.is_file():
+        files = [root]
+    else:
+        files = _walk(root)
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    errors: list[CTReadError] = []
+    sources = []
+    for path in files:
+        nifti = _scan_file(path, groups, errors)
+        if nifti is not None:
+            sources.append(CTSource(safe_id(nifti_stem(nifti)), str(nifti), "nifti", (str(nifti),)))
+    sources.extend(_dicom_sources(groups, errors))
+    errors.sort(key=lambda e: (e.path, e.reason))
+    return _unique_ids(sources), errors
+
+
+def load_ct(source: CTSource) -> CTVolume:
+    """Read a discovered source; the returned volume carries the source's (unique) id."""
+    if source.kind == "nifti":
+        vol = read_nifti(source.files[0])
+    elif source.kind == "dicom":
+        vol = read_dicom_series([Path(f) for f in source.files])
+    else:
+        raise CTReadError(source.path, f"unknown source kind {source.kind!r}")
+    return vol if vol.id == source.id else dataclasses.replace(vol, id=source.id)
+
+
+def load_ct_path(path: str | Path) -> CTVolume:
+    """Read a single .nii/.nii.gz file or a folder holding exactly one DICOM CT series."""
+    path = Path(path)
+    if not path.exists():
+        raise UnreadableFile(path, "path does not exist")
+    if path.is_file():
+        if is_nifti_path(path):
+            return read_nifti(path)
+        raise UnreadableFile(path, "expected a .nii/.nii.gz file or a folder holding one DICOM series")
+    sources, errors = discover_cts(path)
+    if errors:
+        raise errors[0]
+    if len(sources) != 1 or sources[0].kind != "dicom":
+        found = [f"{s.kind}:{s.path}" for s in sources] or "nothing"
+        raise CTReadError(path, f"expected exactly one DICOM CT series in this folder, found {found}")
+    return load_ct(sources[0])

@@ -1,0 +1,158 @@
+"""Read a CT from a NIfTI file (.nii / .nii.gz) into a CTVolume.
+
+The voxel→world map is nibabel's best affine (`img.affine`: the sform if its code is set,
+else the qform, else nibabel's pixdim-only fallback), which is RAS+ millimetres by the
+NIfTI definition. Voxel values are returned as float32 with the header's scl_slope /
+scl_inter applied (they are taken to be Hounsfield units).
+
+Nothing is repaired silently: a truncated or corrupt file, a 2D or 4D image, non-finite
+voxels or a singular affine each raise a typed `CTReadError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
+
+from drrkit.ct.errors import NonFiniteValues, Not3D, UnreadableFile
+from drrkit.ct.volume import CTVolume
+
+# What nibabel, gzip and zlib raise for a missing, truncated or corrupt file. gzip.BadGzipFile
+# and FileNotFoundError are OSErrors; nibabel raises OSError("Expected N bytes, got M") for a
+# short uncompressed data block and ValueError for impossible header fields.
+_READ_ERRORS = (ImageFileError, HeaderDataError, EOFError, OSError, zlib.error, ValueError)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def nifti_stem(path: str | Path) -> str:
+    """File name without its .nii / .nii.gz extension."""
+    name = Path(path).name
+    for ext in (".nii.gz", ".nii"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def safe_id(name: str, fallback: str = "ct") -> str:
+    """`name` reduced to [A-Za-z0-9._-], usable as a file name and a zarr node name."""
+    cleaned = _UNSAFE.sub("_", name).lstrip("._")
+    return cleaned or fallback
+
+
+def is_nifti_path(path: str | Path) -> bool:
+    name = Path(path).name.lower()
+    return name.endswith(".nii") or name.endswith(".nii.gz")
+
+
+def _error_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
+
+
+def _nifti_class(path: Path, raw: bytes) -> type[nib.Nifti1Image]:
+    """Nifti1Image or Nifti2Image from the header's sizeof_hdr (348 / 540, either byte order)."""
+    for order in ("little", "big"):
+        size = int.from_bytes(raw[:4], order) if len(raw) >= 4 else 0
+        if size == 348:
+            return nib.Nifti1Image
+        if size == 540:
+            return nib.Nifti2Image
+    raise UnreadableFile(path, f"not a NIfTI-1/2 file (first bytes {raw[:4]!r}, {len(raw)} bytes decompressed)")
+
+
+def _load_image(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
+    """Load header and the full voxel array (float32, scaled), mapping failures to UnreadableFile.
+
+    A .gz file is decompressed in full first (gzip checks its CRC and length), because nibabel
+    only decompresses as many bytes as the header asks for: a file missing its gzip trailer or
+    with a corrupt tail would otherwise load without complaint.
+    """
+    try:
+        if path.name.lower().endswith(".gz"):
+            raw = gzip.decompress(path.read_bytes())
+            img = _nifti_class(path, raw).from_bytes(raw)
+        else:
+            img = nib.load(str(path), mmap=False)
+        if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+            raise UnreadableFile(path, f"not a NIfTI image (nibabel read it as {type(img).__name__})")
+        data = np.asarray(img.get_fdata(dtype=np.float32, caching="unchanged"), dtype=np.float32)
+    except _READ_ERRORS as exc:
+        raise UnreadableFile(path, f"cannot read NIfTI ({_error_name(exc)}: {exc})") from exc
+    return img, data
+
+
+def _as_3d(path: Path, data: np.ndarray) -> np.ndarray:
+    """Squeeze a trailing singleton 4th+ dimension; reject anything that is not a true volume."""
+    shape = data.shape
+    if data.ndim < 3:
+        raise Not3D(path, f"image is {data.ndim}D with shape {shape}; a CT volume needs 3 dimensions")
+    if data.ndim > 3:
+        extra = shape[3:]
+        if any(s != 1 for s in extra):
+            raise Not3D(
+                path,
+                f"image is {data.ndim}D with shape {shape} ({int(np.prod(extra))} volumes); "
+                "a 4D series is not a single CT volume",
+            )
+        data = data.reshape(shape[:3])
+    if min(data.shape) < 2:
+        raise Not3D(path, f"volume shape {data.shape} has a dimension of size < 2 (a 2D slice)")
+    return data
+
+
+def _affine_source(img: nib.Nifti1Image) -> str:
+    header = img.header
+    if int(header["sform_code"]) > 0:
+        return "sform"
+    if int(header["qform_code"]) > 0:
+        return "qform"
+    return "fallback"
+
+
+def _checked_affine(path: Path, img: nib.Nifti1Image) -> np.ndarray:
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise UnreadableFile(path, f"affine is not a finite 4x4 matrix: {affine.tolist()}")
+    det = float(np.linalg.det(affine[:3, :3]))
+    if not abs(det) > 1e-9:
+        raise UnreadableFile(path, f"affine is singular (det of the 3x3 part = {det:g}): {affine.tolist()}")
+    return affine
+
+
+def read_nifti(path: str | Path) -> CTVolume:
+    """Read one NIfTI CT. Returns float32 HU (I, J, K) and the image's RAS+ voxel→mm affine.
+
+    Raises UnreadableFile (missing / truncated / corrupt / singular affine), Not3D (2D image,
+    a size-1 axis, or a 4D image with more than one volume) or NonFiniteValues (NaN / inf).
+    """
+    path = Path(path)
+    img, data = _load_image(path)
+    data = _as_3d(path, data)
+    affine = _checked_affine(path, img)
+    bad = ~np.isfinite(data)
+    if bad.any():
+        raise NonFiniteValues(path, f"{int(bad.sum())} of {data.size} voxels are NaN or infinite")
+    # nibabel moves scl_slope/scl_inter from the header into the array proxy on load.
+    slope, inter = getattr(img.dataobj, "slope", None), getattr(img.dataobj, "inter", None)
+    meta = {
+        "format": "nifti",
+        "affine_source": _affine_source(img),
+        "raw_dtype": str(img.get_data_dtype()),
+        "scl_slope": None if slope is None else float(slope),
+        "scl_inter": None if inter is None else float(inter),
+    }
+    return CTVolume(
+        hu=np.ascontiguousarray(data, dtype=np.float32),
+        affine=affine,
+        id=safe_id(nifti_stem(path)),
+        source=str(path),
+        meta=meta,
+    )

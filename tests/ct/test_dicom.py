@@ -1,0 +1,255 @@
+"""read_dicom_series on pydicom's bundled test series and on synthetic oblique series.
+
+pydicom 3.0.2 test data used (test_files/dicomdirtests/):
+  98892001/CT5N   5 CT slices 16x16, z 8.7625 → -1.2375 in file-name order (stored in reverse), 2.5 mm
+  77654033/CT2    4 CT slices, z -99.48, 103.02, 104.27, 105.52: a 202.5 mm gap
+  98892001/CT2N   2 CT slices (one axial, one sagittal): too few slices
+  98892003/MR700  7 MR slices; 77654033/CR1: one CR image
+  TINY_ALPHA/PT000000/ST000000/SE000000: 50 header-only CT files (no geometry, no pixels)
+and single bad files in test_files/: no_meta.dcm, ExplVR_LitEndNoMeta.dcm (no DICM preamble),
+meta_missing_tsyntax.dcm (no Modality), rtplan_truncated.dcm (RTPLAN), CT_small.dcm (one slice).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+
+from drrkit.ct import (
+    CTReadError,
+    MixedOrientation,
+    NonFiniteValues,
+    Not3D,
+    NotCT,
+    UnevenSpacing,
+    UnreadableFile,
+    read_dicom_series,
+)
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _files(folder):
+    return sorted(p for p in folder.iterdir() if p.is_file())
+
+
+# ---------------------------------------------------------------- pydicom's real CT series
+
+
+def test_real_ct_series_reads_sorted_with_hu(dicomdir_tests):
+    folder = dicomdir_tests / "98892001" / "CT5N"
+    vol = read_dicom_series(_files(folder))
+    assert vol.shape == (16, 16, 5) and vol.hu.dtype == np.float32
+    assert vol.source == str(folder)
+    assert vol.id.startswith("CT5N_") and len(vol.id) == len("CT5N_") + 8
+    # Sorted by z (normal (0,0,1)): ascending z is descending file name here.
+    datasets = sorted((pydicom.dcmread(p) for p in _files(folder)), key=lambda d: float(d.ImagePositionPatient[2]))
+    assert [float(d.ImagePositionPatient[2]) for d in datasets][0] == pytest.approx(-1.2375)
+    for k, ds in enumerate(datasets):
+        expected = float(ds.RescaleSlope) * ds.pixel_array.astype(np.float64) + float(ds.RescaleIntercept)
+        np.testing.assert_array_equal(vol.hu[:, :, k], expected.T.astype(np.float32))
+    expected_affine = LPS_TO_RAS @ np.array(
+        [[0.488281, 0, 0, -72.199997], [0, 0.488281, 0, -143.0], [0, 0, 2.5, -1.2375], [0, 0, 0, 1]]
+    )
+    np.testing.assert_allclose(vol.affine, expected_affine, atol=1e-6)
+    world_z = [(vol.affine @ [0, 0, k, 1])[2] for k in range(5)]
+    assert np.all(np.diff(world_z) > 0)
+    assert vol.meta["series_uid"] == str(datasets[0].SeriesInstanceUID)
+
+
+def test_real_reverse_stored_series_matches_any_file_order(dicomdir_tests):
+    files = _files(dicomdir_tests / "98892001" / "CT5N")
+    instance_z = [(int(pydicom.dcmread(p).InstanceNumber), float(pydicom.dcmread(p).ImagePositionPatient[2]))
+                  for p in files]
+    assert [z for _, z in sorted(instance_z)] == sorted((z for _, z in instance_z), reverse=True)
+    ref = read_dicom_series(files)
+    shuffled = files[:]
+    random.Random(3).shuffle(shuffled)
+    for order in (files[::-1], shuffled):
+        vol = read_dicom_series(order)
+        assert vol.checksum() == ref.checksum() and vol.id == ref.id
+
+
+def test_real_series_with_gap_is_uneven(dicomdir_tests):
+    folder = dicomdir_tests / "77654033" / "CT2"
+    with pytest.raises(UnevenSpacing, match="202.5") as exc:
+        read_dicom_series(_files(folder))
+    assert exc.value.path == str(folder) and exc.value.kind == "uneven_spacing"
+
+
+def test_real_mr_series_is_not_ct(dicomdir_tests):
+    with pytest.raises(NotCT, match="'MR'") as exc:
+        read_dicom_series(_files(dicomdir_tests / "98892003" / "MR700"))
+    assert "MR700" in exc.value.path
+
+
+def test_real_cr_image_is_not_ct(dicomdir_tests):
+    with pytest.raises(NotCT, match="'CR'"):
+        read_dicom_series(_files(dicomdir_tests / "77654033" / "CR1"))
+
+
+def test_real_two_slice_series_is_not3d(dicomdir_tests):
+    with pytest.raises(Not3D, match="2 slice"):
+        read_dicom_series(_files(dicomdir_tests / "98892001" / "CT2N"))
+
+
+def test_header_only_ct_files_are_unreadable(dicomdir_tests):
+    folder = dicomdir_tests / "TINY_ALPHA" / "PT000000" / "ST000000" / "SE000000"
+    with pytest.raises(UnreadableFile, match="lacks Rows"):
+        read_dicom_series(_files(folder))
+
+
+@pytest.mark.parametrize(
+    "name, error, text",
+    [
+        ("no_meta.dcm", UnreadableFile, "not a readable DICOM"),
+        ("ExplVR_LitEndNoMeta.dcm", UnreadableFile, "not a readable DICOM"),
+        ("meta_missing_tsyntax.dcm", UnreadableFile, "no Modality"),
+        ("rtplan_truncated.dcm", NotCT, "RTPLAN"),
+        ("CT_small.dcm", Not3D, "1 slice"),
+    ],
+)
+def test_bad_pydicom_files_give_typed_errors(pydicom_test_files, name, error, text):
+    path = pydicom_test_files / name
+    with pytest.raises(error, match=text) as exc:
+        read_dicom_series([path])
+    assert type(exc.value) is error
+    if error is not Not3D:
+        assert exc.value.path == str(path)
+
+
+def test_text_file_is_unreadable(dicomdir_tests):
+    with pytest.raises(UnreadableFile, match="README.txt"):
+        read_dicom_series([dicomdir_tests / "README.txt"])
+
+
+def test_files_from_two_series_need_series_uid(dicomdir_tests):
+    ct5n = _files(dicomdir_tests / "98892001" / "CT5N")
+    ct2 = _files(dicomdir_tests / "77654033" / "CT2")
+    with pytest.raises(CTReadError, match="span 2 series"):
+        read_dicom_series(ct5n + ct2)
+    uid = str(pydicom.dcmread(ct5n[0]).SeriesInstanceUID)
+    assert read_dicom_series(ct5n + ct2, series_uid=uid).checksum() == read_dicom_series(ct5n).checksum()
+    with pytest.raises(CTReadError, match="no file belongs"):
+        read_dicom_series(ct5n, series_uid="1.2.3")
+
+
+# ---------------------------------------------------------------- synthetic oblique series
+
+
+def test_synthetic_oblique_affine_and_values(tmp_path, ctw):
+    files = ctw.write_synthetic_series(tmp_path / "oblique", order=[3, 0, 4, 1, 2])
+    vol = read_dicom_series(files)
+    assert vol.shape == (4, 3, 5)  # (Columns, Rows, slices)
+    # By hand: LPS columns r*0.75, c*0.5, n*1.25, origin (10,-20,30); then negate the x and y rows.
+    expected = np.array(
+        [
+            [-0.27, 0.40, -0.60, -10.0],
+            [-0.36, -0.30, -0.80, 20.0],
+            [-0.60, 0.00, 0.75, 30.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    )
+    np.testing.assert_allclose(vol.affine, expected, atol=1e-9)
+    # Voxel (i=col 3, j=row 2, k=4): raw 100*4 + 10*2 + 3 = 423 → HU 2*423 - 1000.
+    assert vol.hu[3, 2, 4] == 2 * 423 - 1000
+    lps = np.array([10, -20, 30]) + 3 * 0.75 * np.array(ctw.ROW) + 2 * 0.5 * np.array(ctw.COL)
+    lps = lps + 4 * 1.25 * np.array(ctw.NORMAL)
+    ras = (vol.affine @ [3, 2, 4, 1])[:3]
+    np.testing.assert_allclose(ras, [-lps[0], -lps[1], lps[2]], atol=1e-9)
+    for k in range(5):
+        np.testing.assert_array_equal(vol.hu[:, :, k], (2.0 * ctw.synthetic_pixels(k) - 1000).T)
+
+
+def test_synthetic_shuffled_and_reversed_give_identical_volume(tmp_path, ctw):
+    ref = read_dicom_series(ctw.write_synthetic_series(tmp_path / "a" / "series"))
+    rev = read_dicom_series(ctw.write_synthetic_series(tmp_path / "b" / "series", order=[4, 3, 2, 1, 0]))
+    shuf = ctw.write_synthetic_series(tmp_path / "c" / "series", order=[2, 4, 0, 3, 1])
+    random.Random(0).shuffle(shuf)
+    for other in (rev, read_dicom_series(shuf)):
+        np.testing.assert_array_equal(other.hu, ref.hu)
+        np.testing.assert_array_equal(other.affine, ref.affine)
+        assert other.id == ref.id  # same folder name, same SeriesInstanceUID
+
+
+def test_synthetic_mixed_orientation(tmp_path, ctw):
+    tilted = {"col": (-0.8, 0.59, 0.01)}
+    files = ctw.write_synthetic_series(tmp_path / "mixed", slice_kw={2: tilted})
+    with pytest.raises(MixedOrientation, match="ImageOrientationPatient") as exc:
+        read_dicom_series(files)
+    assert exc.value.kind == "mixed_orientation"
+
+
+def test_synthetic_mixed_pixel_spacing(tmp_path, ctw):
+    files = ctw.write_synthetic_series(tmp_path / "mixed", slice_kw={1: {"pixel_spacing": (0.5, 0.8)}})
+    with pytest.raises(MixedOrientation, match="PixelSpacing"):
+        read_dicom_series(files)
+
+
+def test_synthetic_missing_slice_is_uneven(tmp_path, ctw):
+    files = ctw.write_synthetic_series(tmp_path / "gap", n=6)
+    (tmp_path / "gap" / files[3].name).unlink()
+    with pytest.raises(UnevenSpacing, match="gap 2.5000 mm") as exc:
+        read_dicom_series([f for f in files if f.exists()])
+    assert exc.value.path == str(tmp_path / "gap")
+
+
+def test_synthetic_duplicate_position_is_uneven(tmp_path, ctw):
+    dup = {4: {"position": ctw.synthetic_position(3)}}
+    files = ctw.write_synthetic_series(tmp_path / "dup", slice_kw=dup)
+    with pytest.raises(UnevenSpacing, match="duplicate"):
+        read_dicom_series(files)
+
+
+def test_synthetic_gantry_tilt_is_rejected(tmp_path, ctw):
+    drift = {k: {"position": tuple(np.add(ctw.synthetic_position(k), np.multiply(ctw.ROW, 0.3 * k)))}
+             for k in range(5)}
+    files = ctw.write_synthetic_series(tmp_path / "tilt", slice_kw=drift)
+    with pytest.raises(UnevenSpacing, match="off the slice normal"):
+        read_dicom_series(files)
+
+
+def test_synthetic_truncated_pixel_data_is_unreadable(tmp_path, ctw):
+    files = ctw.write_synthetic_series(tmp_path / "trunc")
+    raw = files[1].read_bytes()
+    files[1].write_bytes(raw[:-6])
+    with pytest.raises(UnreadableFile, match=files[1].name) as exc:
+        read_dicom_series(files)
+    assert exc.value.path == str(files[1])
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")
+def test_synthetic_infinite_rescale_is_non_finite(tmp_path, ctw):
+    files = ctw.write_synthetic_series(tmp_path / "inf", slope=float("inf"))
+    with pytest.raises(NonFiniteValues) as exc:
+        read_dicom_series(files)
+    assert exc.value.kind == "non_finite" and exc.value.path in {str(f) for f in files}
+
+
+def test_synthetic_header_cut_is_unreadable(tmp_path, ctw):
+    files = ctw.write_synthetic_series(tmp_path / "cut")
+    files[0].write_bytes(files[0].read_bytes()[:400])
+    with pytest.raises(UnreadableFile) as exc:
+        read_dicom_series(files)
+    assert exc.value.path == str(files[0])
+
+
+def test_series_id_is_store_safe(tmp_path, ctw):
+    folder = tmp_path / "my series (2)#é"
+    vol = read_dicom_series(ctw.write_synthetic_series(folder))
+    assert all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in vol.id)
+    assert vol.id.startswith("my_series_2_")
+
+
+def test_copied_real_series_keeps_values(tmp_path, dicomdir_tests):
+    """A copy under another folder name: same voxels and affine, id follows the new folder."""
+    src = dicomdir_tests / "98892001" / "CT5N"
+    dst = tmp_path / "patient01"
+    shutil.copytree(src, dst)
+    a, b = read_dicom_series(_files(src)), read_dicom_series(_files(dst))
+    assert a.checksum() == b.checksum()
+    assert b.id.startswith("patient01_") and b.id.split("_")[-1] == a.id.split("_")[-1]

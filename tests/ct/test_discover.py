@@ -1,0 +1,136 @@
+"""discover_cts / load_ct / load_ct_path on mixed folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drrkit.ct import (
+    CTReadError,
+    CTSource,
+    Not3D,
+    NotCT,
+    UnreadableFile,
+    discover_cts,
+    load_ct,
+    load_ct_path,
+    read_nifti,
+)
+
+DATA = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+
+
+@pytest.fixture
+def mixed_root(tmp_path, ctw) -> Path:
+    root = tmp_path / "cohort"
+    root.mkdir()
+    ctw.write_nifti(root / "chest_a.nii.gz", DATA, np.eye(4))
+    ctw.write_synthetic_series(root / "patient7" / "series1")
+    (root / "labels").mkdir()
+    ctw.write_nifti(root / "labels" / "chest_a.nii.gz", np.ones_like(DATA), np.eye(4))
+    (root / "patient7" / "labels").mkdir()
+    ctw.write_synthetic_series(root / "patient7" / "labels" / "seg", series_uid="1.2.3.999")
+    (root / "README.txt").write_text("cohort notes\n")
+    (root / "meta.csv").write_text("id,age\n1,50\n")
+    (root / "bad").mkdir()
+    (root / "bad" / "corrupt.dcm").write_bytes(b"\x00\x01garbage" * 20)
+    return root
+
+
+def test_discover_mixed_folder(mixed_root):
+    sources, errors = discover_cts(mixed_root)
+    assert [(s.kind, Path(s.path).relative_to(mixed_root).as_posix()) for s in sources] == [
+        ("nifti", "chest_a.nii.gz"),
+        ("dicom", "patient7/series1"),
+    ]
+    nifti, dicom = sources
+    assert nifti.id == "chest_a" and nifti.files == (nifti.path,)
+    assert dicom.id.startswith("series1_") and len(dicom.files) == 5
+    assert list(dicom.files) == sorted(dicom.files)
+    assert all("labels" not in f for s in sources for f in s.files)
+    assert len(errors) == 1 and isinstance(errors[0], UnreadableFile)
+    assert errors[0].path == str(mixed_root / "bad" / "corrupt.dcm")
+    assert "corrupt.dcm" in str(errors[0])
+
+
+def test_load_discovered_sources(mixed_root):
+    sources, _ = discover_cts(mixed_root)
+    nifti = load_ct(sources[0])
+    assert nifti.id == "chest_a" and nifti.shape == DATA.shape
+    dicom = load_ct(sources[1])
+    assert dicom.id == sources[1].id and dicom.shape == (4, 3, 5)
+
+
+def test_duplicate_ids_get_deterministic_suffixes(tmp_path, ctw):
+    for sub in ("a", "b", "c"):
+        (tmp_path / sub).mkdir()
+    ctw.write_nifti(tmp_path / "a" / "ct.nii.gz", DATA, np.eye(4))
+    ctw.write_nifti(tmp_path / "b" / "ct.nii", DATA, np.eye(4))
+    ctw.write_nifti(tmp_path / "c" / "ct_2.nii.gz", DATA, np.eye(4))
+    sources, errors = discover_cts(tmp_path)
+    assert not errors
+    assert [(Path(s.path).parent.name, s.id) for s in sources] == [("a", "ct"), ("b", "ct_3"), ("c", "ct_2")]
+    assert load_ct(sources[1]).id == "ct_3"
+    assert discover_cts(tmp_path)[0] == sources  # deterministic
+
+
+def test_unknown_and_text_files(tmp_path, ctw):
+    ctw.write_nifti(tmp_path / "ct.nii.gz", DATA, np.eye(4))
+    (tmp_path / "LICENSE").write_text("MIT\n")  # no extension but plain text: ignored
+    (tmp_path / "notes.docx").write_bytes(b"\x00PK binary")  # unknown extension, not DICOM: ignored
+    (tmp_path / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (tmp_path / "slice0001").write_bytes(b"\x00" * 50)  # no extension, binary, not DICOM: error
+    (tmp_path / "scan.nrrd").write_bytes(b"NRRD0004\n")
+    sources, errors = discover_cts(tmp_path)
+    assert [s.id for s in sources] == ["ct"]
+    assert sorted(Path(e.path).name for e in errors) == ["scan.nrrd", "slice0001"]
+    assert all(isinstance(e, UnreadableFile) for e in errors)
+
+
+def test_discover_pydicom_dicomdirtests(dicomdir_tests):
+    """pydicom's DICOMDIR test tree: CT series become sources, MR/CR series NotCT errors."""
+    sources, errors = discover_cts(dicomdir_tests)
+    assert [Path(s.path).name for s in sources] == ["CT2", "CT2N", "CT5N", "SE000000"]
+    assert all(s.kind == "dicom" for s in sources)
+    assert len({s.id for s in sources}) == len(sources)
+    assert errors and all(isinstance(e, NotCT) for e in errors)
+    assert {Path(e.path).name for e in errors} == {"CR1", "CR2", "CR3", "MR1", "MR2", "MR700"}
+    by_name = {Path(s.path).name: s for s in sources}
+    assert load_ct(by_name["CT5N"]).shape == (16, 16, 5)
+    with pytest.raises(Not3D):
+        load_ct(by_name["CT2N"])
+
+
+def test_load_ct_path_file_and_folder(mixed_root):
+    assert load_ct_path(mixed_root / "chest_a.nii.gz").id == "chest_a"
+    vol = load_ct_path(mixed_root / "patient7" / "series1")
+    assert vol.shape == (4, 3, 5) and vol.id.startswith("series1_")
+    np.testing.assert_array_equal(
+        load_ct_path(mixed_root / "chest_a.nii.gz").hu, read_nifti(mixed_root / "chest_a.nii.gz").hu
+    )
+
+
+def test_load_ct_path_rejects_ambiguous_or_bad(mixed_root, tmp_path, ctw):
+    # patient7 holds series1 and a labels/ folder: labels never count, so this is one series.
+    assert load_ct_path(mixed_root / "patient7").id == discover_cts(mixed_root)[0][1].id
+    with pytest.raises(UnreadableFile, match="corrupt.dcm"):
+        load_ct_path(mixed_root / "bad")
+    with pytest.raises(UnreadableFile, match="corrupt.dcm"):  # errors are raised, not skipped
+        load_ct_path(mixed_root)
+    two = tmp_path / "two"
+    ctw.write_synthetic_series(two / "s1")
+    ctw.write_synthetic_series(two / "s2", series_uid="1.2.3.4.5")
+    with pytest.raises(CTReadError, match="exactly one DICOM CT series"):
+        load_ct_path(two)
+    with pytest.raises(UnreadableFile, match="does not exist"):
+        load_ct_path(tmp_path / "missing")
+    with pytest.raises(UnreadableFile):
+        load_ct_path(mixed_root / "README.txt")
+
+
+def test_ctsource_is_frozen():
+    src = CTSource(id="x", path="/p", kind="nifti", files=("/p",))
+    with pytest.raises(AttributeError):
+        src.id = "y"  # type: ignore[misc]

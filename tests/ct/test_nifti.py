@@ -1,0 +1,160 @@
+"""read_nifti: values, affines in several orientations, and typed errors for bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drrkit.ct import (
+    CTReadError,
+    NonFiniteValues,
+    Not3D,
+    UnreadableFile,
+    bundled_ct_path,
+    read_nifti,
+)
+
+RNG = np.random.default_rng(1234)
+DATA = RNG.integers(-1024, 3000, size=(4, 5, 6)).astype(np.int16)
+
+# Each case: affine, a voxel index and the RAS world point it must map to (by hand).
+ORIENTATIONS = {
+    "ras": (
+        np.array([[1.5, 0, 0, -10], [0, 2.0, 0, 20], [0, 0, 3.0, 5], [0, 0, 0, 1]]),
+        (1, 2, 3),
+        (-10 + 1.5, 20 + 4.0, 5 + 9.0),
+    ),
+    "lps": (
+        np.array([[-0.75, 0, 0, 100], [0, -0.75, 0, 50], [0, 0, 2.5, -300], [0, 0, 0, 1]]),
+        (2, 4, 1),
+        (100 - 1.5, 50 - 3.0, -300 + 2.5),
+    ),
+    # i runs along S, j along R, k along A: a permuted-axis volume.
+    "permuted": (
+        np.array([[0, 2.0, 0, 10], [0, 0, 3.0, 20], [1.0, 0, 0, 30], [0, 0, 0, 1]]),
+        (1, 2, 3),
+        (10 + 4.0, 20 + 9.0, 30 + 1.0),
+    ),
+    # Double-oblique rotation (exact decimal cosines) times spacing (0.5, 1, 2).
+    "oblique": (
+        np.array([[0.18, -0.8, 0.96, 1], [0.24, 0.6, 1.28, 2], [-0.4, 0, 1.2, 3], [0, 0, 0, 1]]),
+        (3, 4, 5),
+        (1 + 0.54 - 3.2 + 4.8, 2 + 0.72 + 2.4 + 6.4, 3 - 1.2 + 0 + 6.0),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ORIENTATIONS))
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz"])
+def test_orientations_round_trip(tmp_path, ctw, name, ext):
+    affine, voxel, world = ORIENTATIONS[name]
+    path = ctw.write_nifti(tmp_path / f"case_{name}{ext}", DATA, affine)
+    vol = read_nifti(path)
+    assert vol.id == f"case_{name}"
+    assert vol.source == str(path)
+    assert vol.hu.dtype == np.float32 and vol.shape == DATA.shape
+    np.testing.assert_array_equal(vol.hu, DATA.astype(np.float32))
+    # The sform is stored as float32, so the affine read back is exactly its float32 rounding.
+    np.testing.assert_array_equal(vol.affine, affine.astype(np.float32).astype(np.float64))
+    mapped = vol.affine @ np.array([*voxel, 1.0])
+    np.testing.assert_allclose(mapped[:3], world, atol=1e-5)
+    assert vol.hu[voxel] == DATA[voxel]
+    assert vol.meta["affine_source"] == "sform"
+
+
+def test_scl_slope_inter_applied(tmp_path, ctw):
+    path = ctw.write_nifti(tmp_path / "scaled.nii", DATA, np.eye(4), scl_slope=2.0, scl_inter=-1024.0)
+    vol = read_nifti(path)
+    np.testing.assert_array_equal(vol.hu, DATA.astype(np.float32) * 2 - 1024)
+    assert vol.meta["scl_slope"] == 2.0 and vol.meta["scl_inter"] == -1024.0
+
+
+def test_trailing_singleton_4th_dim_is_squeezed(tmp_path, ctw):
+    vol = read_nifti(ctw.write_nifti(tmp_path / "t1.nii.gz", DATA[..., None], np.eye(4)))
+    assert vol.shape == DATA.shape
+
+
+def test_truncated_gz_is_unreadable(tmp_path, ctw):
+    path = ctw.write_nifti(tmp_path / "whole.nii.gz", DATA, np.eye(4))
+    raw = path.read_bytes()
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(UnreadableFile) as exc:
+        read_nifti(cut)
+    assert str(cut) in str(exc.value) and exc.value.path == str(cut)
+    assert exc.value.kind == "unreadable"
+
+
+def test_gz_missing_trailer_is_unreadable(tmp_path, ctw):
+    """nibabel alone would accept this: it never reads the gzip CRC/length trailer."""
+    path = ctw.write_nifti(tmp_path / "whole.nii.gz", DATA, np.eye(4))
+    cut = tmp_path / "no_trailer.nii.gz"
+    cut.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(UnreadableFile, match="no_trailer"):
+        read_nifti(cut)
+
+
+def test_truncated_uncompressed_is_unreadable(tmp_path, ctw):
+    path = ctw.write_nifti(tmp_path / "whole.nii", DATA, np.eye(4))
+    cut = tmp_path / "cut.nii"
+    cut.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(UnreadableFile, match="cut.nii"):
+        read_nifti(cut)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a nifti at all" * 40])
+def test_garbage_is_unreadable(tmp_path, content):
+    for name in ("junk.nii", "junk.nii.gz"):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(UnreadableFile, match=name):
+            read_nifti(path)
+
+
+def test_missing_file_is_unreadable(tmp_path):
+    with pytest.raises(UnreadableFile, match="nope.nii.gz"):
+        read_nifti(tmp_path / "nope.nii.gz")
+
+
+@pytest.mark.parametrize("shape", [(8, 9), (8, 9, 1)])
+def test_2d_image_is_not3d(tmp_path, ctw, shape):
+    path = ctw.write_nifti(tmp_path / "flat.nii.gz", np.zeros(shape, np.int16), np.eye(4))
+    with pytest.raises(Not3D, match="flat.nii.gz"):
+        read_nifti(path)
+
+
+def test_4d_image_is_not3d(tmp_path, ctw):
+    path = ctw.write_nifti(tmp_path / "fmri.nii.gz", np.zeros((4, 4, 4, 3), np.int16), np.eye(4))
+    with pytest.raises(Not3D, match="4D") as exc:
+        read_nifti(path)
+    assert exc.value.kind == "not_3d"
+
+
+def test_nan_is_non_finite(tmp_path, ctw):
+    data = DATA.astype(np.float32)
+    data[1, 1, 1] = np.nan
+    data[2, 2, 2] = np.inf
+    path = ctw.write_nifti(tmp_path / "nan.nii.gz", data, np.eye(4))
+    with pytest.raises(NonFiniteValues, match="2 of 120 voxels") as exc:
+        read_nifti(path)
+    assert exc.value.path == str(path)
+
+
+def test_singular_affine_is_unreadable(tmp_path, ctw):
+    path = ctw.write_nifti(tmp_path / "flat_affine.nii", DATA, np.eye(4), srow_z=[0, 0, 0, 0], qform_code=0)
+    with pytest.raises(UnreadableFile, match="singular"):
+        read_nifti(path)
+
+
+def test_errors_share_base_class():
+    assert issubclass(UnreadableFile, CTReadError) and issubclass(NonFiniteValues, CTReadError)
+
+
+def test_bundled_ct():
+    path = bundled_ct_path()
+    assert path.name == "cxr.nii.gz" and path.is_file()
+    vol = read_nifti(path)
+    assert vol.shape == (512, 512, 133)
+    np.testing.assert_allclose(vol.spacing, (0.703125, 0.703125, 2.5), atol=1e-6)
+    assert vol.id == "cxr" and vol.hu.dtype == np.float32
+    assert -1100 < float(np.median(vol.hu)) < 500  # HU, not raw offsets
