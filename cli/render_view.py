@@ -19,7 +19,7 @@ def print_dry_run(job, plan) -> None:
     console.print(table)
 
 
-def run_with_progress(job) -> int:
+def run_with_progress(job, cluster=None) -> int:
     from drrkit.pipeline import render_corpus
 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -42,7 +42,7 @@ def run_with_progress(job) -> int:
             failed = f"{state['failed']} failed" if state["failed"] else ""
             progress.update(task, advance=1, views=state["views"], rate=rate, failed=failed)
 
-        report = render_corpus(job, on_result=on_result, on_start=on_start)
+        report = render_corpus(job, on_result=on_result, on_start=on_start, cluster=cluster)
     print_summary(report)
     return report.exit_code
 
@@ -56,7 +56,12 @@ def print_summary(report) -> None:
                   f"backend {report.backend['backend']} on {report.backend['device']}")
     if report.peak_memory_bytes:
         console.print(f"peak device memory {report.peak_memory_bytes / 2**30:.2f} GiB")
+    if report.cluster:
+        console.print(f"dask: {report.cluster['workers']} worker(s), {report.cluster['threads']} thread(s), "
+                      f"scheduler {report.cluster['scheduler']}")
     console.print(f"store: {report.store}")
+    if report.interrupted:
+        err_console.print("[yellow]interrupted[/]: finished CTs are recorded; run the same command again to resume")
     if report.failed:
         err_console.print(f"[bold red]{len(report.failed)} input(s) failed[/] (recorded in the store with their reasons):")
         for r in report.failed:

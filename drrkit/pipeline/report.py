@@ -9,7 +9,7 @@ from pathlib import Path
 
 from drrkit.pipeline.task import CTResult
 
-EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 @dataclass
@@ -23,6 +23,8 @@ class RunReport:
     results: list[CTResult] = field(default_factory=list)
     wall_seconds: float = 0.0
     peak_memory_bytes: int | None = None
+    cluster: dict | None = None
+    interrupted: bool = False
     machine: dict = field(default_factory=lambda: {"python": platform.python_version(),
                                                    "platform": platform.platform(),
                                                    "processor": platform.processor()})
@@ -44,6 +46,8 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         return EXIT_SOME_FAILED if self.failed else EXIT_OK
 
     def to_json(self) -> dict:

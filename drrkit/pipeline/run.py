@@ -1,4 +1,9 @@
-"""`drrkit render` as a library call: plan → store → one task per CT → report."""
+"""`drrkit render` as a library call: plan → store → one task per CT → report.
+
+Tasks run in this process (one renderer, the default on a single device) or on a Dask cluster
+(`cluster=ClusterSpec(...)`: local worker processes or an existing scheduler). Either way the
+client alone records results in the store, in the order they complete.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,11 @@ from typing import Callable
 import numpy as np
 
 from drrkit.geometry.recipe import Recipe
-from drrkit.pipeline.plan import Plan, plan_corpus
-from drrkit.pipeline.report import RunReport, report_path
+from drrkit.pipeline.cluster import ClusterSpec
+from drrkit.pipeline.plan import plan_corpus
+from drrkit.pipeline.report import EXIT_INTERRUPTED, RunReport, report_path
 from drrkit.pipeline.task import CTResult, render_ct
-from drrkit.render import make_renderer
-from drrkit.render.memory import peak_bytes
-from drrkit.store import create_or_open
+from drrkit.store import CorpusWriter, create_or_open
 from drrkit.store.schema import DONE
 
 
@@ -24,6 +28,7 @@ class RenderJob:
     recipe: Recipe
     out: Path
     ct_dir: Path | None = None
+    manifest: Path | None = None
     backend: str = "auto"
     device: str = "auto"
     batch_size: int | None = None
@@ -41,7 +46,7 @@ class DryRun:
 
 
 def dry_run(job: RenderJob) -> DryRun:
-    plan = plan_corpus(job.ct_dir)
+    plan = plan_corpus(job.ct_dir, job.manifest)
     det = job.recipe.detector
     views = job.recipe.views_per_ct()
     itemsize = np.dtype(job.image_dtype).itemsize
@@ -49,45 +54,65 @@ def dry_run(job: RenderJob) -> DryRun:
                   len(plan.entries) * views * det.height * det.width * itemsize)
 
 
-Progress = Callable[[CTResult], None]
-
-
-def render_corpus(job: RenderJob, on_result: Progress | None = None,
-                  on_start: Callable[[int, int], None] | None = None) -> RunReport:
+def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None = None,
+                  on_start: Callable[[int, int], None] | None = None,
+                  cluster: ClusterSpec | None = None, task: Callable | None = None) -> RunReport:
     """Render every planned CT into `job.out`; resume when the store already holds some of them."""
     t0 = time.perf_counter()
-    plan = plan_corpus(job.ct_dir)
-    renderer = make_renderer(job.recipe, job.backend, job.device, job.batch_size)
+    plan = plan_corpus(job.ct_dir, job.manifest)
+    renderer = None if cluster else _local_renderer(job)
+    backend = renderer.describe() if renderer else {"backend": job.backend, "device": job.device}
     writer = create_or_open(job.out, job.recipe, plan.entries, image_dtype=job.image_dtype,
-                            overwrite=job.overwrite, run_info={"renderer": renderer.describe()})
-    report = RunReport(str(job.out), job.recipe.name, renderer.describe(), len(plan.entries),
-                       job.recipe.views_per_ct())
+                            overwrite=job.overwrite, run_info={"renderer": backend}, extras=plan.extras)
+    report = RunReport(str(job.out), job.recipe.name, backend, len(plan.entries), job.recipe.views_per_ct())
     statuses = writer.statuses()
     todo = [i for i in range(len(plan.entries)) if statuses[i] != DONE]
     report.skipped_done = len(plan.entries) - len(todo)
     if on_start:
         on_start(len(todo), report.skipped_done)
-    for index in todo:
-        result = _run_one(index, plan, job, renderer, writer)
+
+    def accept(result: CTResult) -> None:
         _record(writer, result)
         report.results.append(result)
         if on_result:
             on_result(result)
+
+    failed_early = [i for i in todo if plan.sources[i] is None]
+    runnable = [i for i in todo if plan.sources[i] is not None]
+    try:
+        for index in failed_early:
+            err = plan.discovery_errors[index]
+            accept(CTResult(index, plan.entries[index].id, "failed", err.kind, str(err)))
+        if cluster:
+            kwargs = {"task": task} if task else {}
+            from drrkit.pipeline.dask_runner import run_on_cluster
+
+            report.cluster = run_on_cluster(runnable, plan, job, cluster, accept, **kwargs)
+        else:
+            for index in runnable:
+                accept(render_ct(index, plan.sources[index], job.recipe, renderer, writer))
+    except KeyboardInterrupt:
+        report.interrupted = True
     report.wall_seconds = time.perf_counter() - t0
-    report.peak_memory_bytes = peak_bytes(renderer.device)
+    if renderer is not None:
+        report.peak_memory_bytes = _peak(renderer.device)
     report.write(report_path(job.out))
     return report
 
 
-def _run_one(index: int, plan: Plan, job: RenderJob, renderer, writer) -> CTResult:
-    source = plan.sources[index]
-    if source is None:
-        err = plan.discovery_errors[index]
-        return CTResult(index, plan.entries[index].id, "failed", err.kind, str(err))
-    return render_ct(index, source, job.recipe, renderer, writer)
+def _local_renderer(job: RenderJob):
+    from drrkit.render import make_renderer
+
+    return make_renderer(job.recipe, job.backend, job.device, job.batch_size)
 
 
-def _record(writer, result: CTResult) -> None:
+def _peak(device: str) -> int | None:
+    from drrkit.render.memory import peak_bytes
+
+    return peak_bytes(device)
+
+
+def _record(writer: CorpusWriter, result: CTResult) -> None:
     """Client-side bookkeeping: CT properties, then status, in that order."""
     if result.info:
         writer.record_ct(result.ct_index, result.info)

@@ -27,6 +27,7 @@ class CTResult:
     info: dict | None = None  # shape, spacing, affine, hu_min, hu_max, checksum (if the CT was read)
     views: int = 0
     timings: dict = field(default_factory=dict)  # seconds: load, render, write
+    worker: str = ""  # Dask worker name (empty in-process)
 
 
 def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Renderer,

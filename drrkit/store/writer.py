@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ def corpus_attrs(recipe: Recipe, entries: list[CTEntry], image_dtype: str) -> di
 
 def create_or_open(path: str | Path, recipe: Recipe, entries: list[CTEntry], *,
                    image_dtype: str = "float32", overwrite: bool = False,
-                   run_info: dict | None = None) -> "CorpusWriter":
+                   run_info: dict | None = None, extras: dict[str, list[str]] | None = None) -> "CorpusWriter":
     """Create the store, or reopen it to resume when it was made by the same recipe and CT list.
 
     A store made with anything else is refused (StoreMismatch) unless `overwrite`."""
@@ -55,11 +56,30 @@ def create_or_open(path: str | Path, recipe: Recipe, entries: list[CTEntry], *,
     if path.exists() and not overwrite:
         existing = _read_identity(path)
         _check_same(existing, identity, path)
+        _remove_partial_writes(path)
         return CorpusWriter(path)
     if path.exists():
         shutil.rmtree(path)
     _create(path, recipe, entries, identity, image_dtype, run_info or {})
+    if extras:
+        _write_extras(path, extras, len(entries))
     return CorpusWriter(path)
+
+
+def _write_extras(path: Path, extras: dict[str, list[str]], n_cts: int) -> None:
+    """Manifest columns (reports, labels...) as string arrays under cts/extra/<column>."""
+    root = zarr.open_group(str(path), mode="r+")
+    chunk = min(max(1, n_cts), schema.CT_TABLE_CHUNK)
+    for column, values in extras.items():
+        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in column)
+        arr = root.create_array(f"cts/extra/{name}", shape=(n_cts,), dtype=str, chunks=(chunk,), fill_value="")
+        arr[:] = np.array([str(v) for v in values], dtype=object)
+
+
+def _remove_partial_writes(path: Path) -> None:
+    """Temp files of writes cut off by a crash (zarr writes to *.partial, then renames)."""
+    for stray in path.rglob("*.partial"):
+        stray.unlink(missing_ok=True)
 
 
 def _read_identity(path: Path) -> dict:
@@ -133,6 +153,22 @@ class CorpusWriter:
         self.root["extrinsic"][rows] = poses.extrinsics()
         self.root["ct_index"][rows] = np.full(self.views, ct_index, dtype=np.int32)
         self.root["view_index"][rows] = np.arange(self.views, dtype=np.int32)
+        self._fsync_chunks(ct_index)
+
+    def _fsync_chunks(self, ct_index: int) -> None:
+        """Flush this CT's shard and chunk files to disk before the client may mark it done."""
+        names = ["images", *schema.ROW_ARRAYS]
+        for name in names:
+            ndim = len(self.root[name].shape)
+            chunk = self.path / name / "c" / str(ct_index)
+            for extra in range(ndim - 1):
+                chunk = chunk / "0"
+            if chunk.is_file():
+                fd = os.open(chunk, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
 
     def record_ct(self, ct_index: int, info: dict) -> None:
         """Client: a CT's properties (shape, spacing, affine, hu_min, hu_max, checksum) as read."""

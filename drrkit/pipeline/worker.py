@@ -1,0 +1,62 @@
+"""What runs inside a Dask worker: per-worker state built once, and the per-CT task.
+
+`RenderPlugin.setup` builds the renderer (CUDA context, compiled kernels) and opens the store once
+per worker; tasks receive a CT index and its source (paths, no arrays) and return a `CTResult`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from distributed import WorkerPlugin, get_worker
+
+from drrkit.ct import CTSource
+from drrkit.geometry.recipe import Recipe
+from drrkit.pipeline.task import CTResult, render_ct
+
+PLUGIN_NAME = "drrkit-render"
+
+
+class _SerialRenderer:
+    """Serialises `render` across a worker's task threads (one kernel stream per device, bounded
+    memory) while loading and writing of other CTs proceed in parallel."""
+
+    def __init__(self, renderer):
+        self.inner = renderer
+        self.lock = threading.Lock()
+        self.name, self.device = renderer.name, renderer.device
+
+    def describe(self) -> dict:
+        return self.inner.describe()
+
+    def render(self, ct, poses):
+        with self.lock:
+            yield from list(self.inner.render(ct, poses))
+
+
+class RenderPlugin(WorkerPlugin):
+    def __init__(self, recipe: Recipe, backend: str, device: str, batch_size: int | None, store: str):
+        self.recipe, self.backend, self.device = recipe, backend, device
+        self.batch_size, self.store = batch_size, store
+
+    def setup(self, worker) -> None:
+        import torch
+
+        from drrkit.render import make_renderer
+        from drrkit.store import CorpusWriter
+
+        threads = os.environ.get("DRRKIT_TORCH_THREADS")
+        if threads:
+            torch.set_num_threads(int(threads))
+        renderer = make_renderer(self.recipe, self.backend, self.device, self.batch_size)
+        worker.drrkit = {"renderer": _SerialRenderer(renderer), "writer": CorpusWriter(self.store),
+                         "recipe": self.recipe}
+
+
+def render_ct_task(ct_index: int, source: CTSource) -> CTResult:
+    """The Dask task: one CT on this worker's renderer and store handle."""
+    state = get_worker().drrkit
+    result = render_ct(ct_index, source, state["recipe"], state["renderer"], state["writer"])
+    result.worker = get_worker().name
+    return result
