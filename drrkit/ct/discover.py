@@ -57,6 +57,7 @@ class CTSource:
     path: str
     kind: str  # "nifti" | "dicom"
     files: tuple[str, ...]
+    labels: str | None = None  # label map on this CT's grid (see drrkit.ct.labels), if any
 
 
 def _walk(root: Path) -> list[Path]:

@@ -26,7 +26,7 @@ from drrkit.geometry.poses import REORIENT, PoseSet
 
 ROTATION_AXES = ("z", "x", "y")
 TRANSLATION_AXES = ("x", "y", "z")
-INTENSITY_KINDS = ("density",)
+INTENSITY_KINDS = ("density", "mu", "beer_lambert", "log")  # see drrkit/render/intensity.py
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,41 @@ class VolumeSpec:
 @dataclass(frozen=True)
 class IntensitySpec:
     kind: str = "density"
+    mu_water: float = 0.0206  # 1/mm, ~60 keV
+    mu_bone: float = 0.0604  # 1/mm at hu_bone
+    hu_bone: float = 1000.0
+    i0: float = 1.0  # unattenuated intensity (beer_lambert)
+    photons: float | None = None  # Poisson noise at this count per pixel (beer_lambert, log)
+    seed: int = 0
 
     def __post_init__(self):
         if self.kind not in INTENSITY_KINDS:
             raise ValueError(f"intensity kind must be one of {INTENSITY_KINDS}, got {self.kind!r}")
+        if self.mu_water <= 0 or self.mu_bone <= 0 or self.hu_bone <= 0 or self.i0 <= 0:
+            raise ValueError("mu_water, mu_bone, hu_bone and i0 must be positive")
+        if self.photons is not None and (self.photons <= 0 or self.kind not in ("beer_lambert", "log")):
+            raise ValueError("photons must be positive and needs kind beer_lambert or log")
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """Projected structure masks and boxes from a CT's label map (ChexGen-style corpora).
+
+    `channels` maps a channel name to glob patterns over the label map's structure names
+    (e.g. lungs: ["lung_*", "*_lung"]); a pixel is in a channel's mask when its ray travels more
+    than `threshold_mm` through the channel's structures."""
+
+    channels: dict = field(default_factory=dict)
+    threshold_mm: float = 1.0
+
+    def __post_init__(self):
+        if not self.channels:
+            raise ValueError("masks.channels must name at least one channel")
+        for name, patterns in self.channels.items():
+            if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns) or not patterns:
+                raise ValueError(f"masks.channels.{name} must be a non-empty list of structure-name patterns")
+        if self.threshold_mm <= 0:
+            raise ValueError("masks.threshold_mm must be positive")
 
 
 @dataclass(frozen=True)
@@ -85,6 +116,7 @@ class Recipe:
     description: str = ""
     volume: VolumeSpec = field(default_factory=VolumeSpec)
     intensity: IntensitySpec = field(default_factory=IntensitySpec)
+    masks: MaskSpec | None = None
 
     def to_dict(self) -> dict:
         return to_dict(self)

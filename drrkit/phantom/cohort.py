@@ -9,7 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from drrkit.phantom.anatomy import PhantomSpec, sample_spec
+from drrkit.phantom.anatomy import LABELS, PhantomSpec, sample_spec
 from drrkit.phantom.chest import make_phantom
 
 CSV_NAME = "phantoms.csv"
@@ -50,6 +50,14 @@ def _row(truth: dict, path: Path, label_path: Path, seed: int, k: int) -> dict:
     return {c: row[c] for c in CSV_COLUMNS}
 
 
+def write_structures_csv(path: Path) -> None:
+    """labels/structures.csv (structure,id): what each label value means (see drrkit.ct.labels)."""
+    with Path(path).open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["structure", "id"])
+        writer.writerows((name, value) for name, value in LABELS.items() if value)
+
+
 def write_cohort(out_dir, n: int, shape=64, seed: int = 0, nodule_prob: float = 0.5,
                  prefix: str = "phantom") -> list[dict]:
     """Write n phantoms: out_dir/<id>.nii.gz (int16 HU, rounded), out_dir/labels/<id>.nii.gz
@@ -58,6 +66,7 @@ def write_cohort(out_dir, n: int, shape=64, seed: int = 0, nodule_prob: float = 
     `read_cohort_csv` gives back) carry absolute paths."""
     out = Path(out_dir).resolve()
     (out / "labels").mkdir(parents=True, exist_ok=True)
+    write_structures_csv(out / "labels" / "structures.csv")
     rows = []
     for k in range(n):
         cid = f"{prefix}_{k:04d}"

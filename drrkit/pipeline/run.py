@@ -29,6 +29,7 @@ class RenderJob:
     out: Path
     ct_dir: Path | None = None
     manifest: Path | None = None
+    labels_dir: Path | None = None  # label maps for mask recipes: <dir>/<ct id>.nii.gz
     backend: str = "auto"
     device: str = "auto"
     batch_size: int | None = None
@@ -46,7 +47,7 @@ class DryRun:
 
 
 def dry_run(job: RenderJob) -> DryRun:
-    plan = plan_corpus(job.ct_dir, job.manifest)
+    plan = plan_corpus(job.ct_dir, job.manifest, job.labels_dir)
     det = job.recipe.detector
     views = job.recipe.views_per_ct()
     itemsize = np.dtype(job.image_dtype).itemsize
@@ -59,7 +60,7 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
                   cluster: ClusterSpec | None = None, task: Callable | None = None) -> RunReport:
     """Render every planned CT into `job.out`; resume when the store already holds some of them."""
     t0 = time.perf_counter()
-    plan = plan_corpus(job.ct_dir, job.manifest)
+    plan = plan_corpus(job.ct_dir, job.manifest, job.labels_dir)
     renderer = None if cluster else _local_renderer(job)
     backend = renderer.describe() if renderer else {"backend": job.backend, "device": job.device}
     writer = create_or_open(job.out, job.recipe, plan.entries, image_dtype=job.image_dtype,

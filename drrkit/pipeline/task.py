@@ -1,10 +1,11 @@
-"""One task = one CT: load it, sample its poses, render every view, write its own rows.
+"""One task = one CT: load it, sample its poses, render every view (and masks), write its own rows.
 
 Tasks return a small `CTResult` (never tensors); the client alone updates the per-CT table.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -13,7 +14,9 @@ import numpy as np
 
 from drrkit.ct import CTReadError, CTSource, load_ct
 from drrkit.geometry.recipe import Recipe
-from drrkit.render.base import Renderer
+from drrkit.render.base import Renderer, render_all
+from drrkit.render.intensity import finish, integrated_field
+from drrkit.render.masks import project_masks
 from drrkit.store import CorpusWriter
 
 
@@ -41,15 +44,21 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
         return result
     result.info = {"shape": list(ct.shape), "spacing": list(ct.spacing), "affine": ct.affine.tolist(),
                    "hu_min": float(np.min(ct.hu)), "hu_max": float(np.max(ct.hu)),
-                   "checksum": ct.checksum()}
+                   "checksum": ct.checksum(), "labels": source.labels or ""}
     t1 = time.perf_counter()
     try:
         poses = recipe.sample_poses(source.id)
-        images = np.empty((len(poses), recipe.detector.height, recipe.detector.width), np.float32)
-        for start, batch in renderer.render(ct, poses):
-            images[start:start + len(batch)] = batch
+        field_ = integrated_field(recipe.intensity, ct.hu)
+        images = finish(recipe.intensity, render_all(renderer, ct, poses, field_), source.id)
+        masks = boxes = None
+        if recipe.masks is not None:
+            masks, boxes, matched = project_masks(renderer, ct, poses, source.labels, recipe.masks)
+            result.info["mask_structures"] = json.dumps(matched)
         t2 = time.perf_counter()
-        writer.write_rows(ct_index, images, poses)
+        writer.write_rows(ct_index, images, poses, masks=masks, boxes=boxes)
+    except CTReadError as exc:  # e.g. a missing or mismatched label map
+        result.error_kind, result.error = exc.kind, str(exc)
+        return result
     except (RuntimeError, ValueError, MemoryError, OSError) as exc:
         # Recorded with its reason and reported (exit code 3); never silently dropped.
         result.error_kind = f"render_error:{type(exc).__name__}"

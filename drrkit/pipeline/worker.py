@@ -30,9 +30,9 @@ class _SerialRenderer:
     def describe(self) -> dict:
         return self.inner.describe()
 
-    def render(self, ct, poses):
+    def render(self, ct, poses, field=None):
         with self.lock:
-            yield from list(self.inner.render(ct, poses))
+            yield from list(self.inner.render(ct, poses, field))
 
 
 class RenderPlugin(WorkerPlugin):

@@ -20,8 +20,11 @@ class Renderer(Protocol):
     name: str
     device: str
 
-    def render(self, ct: CTVolume, poses: PoseSet) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield (first view index, float32 images (B, H, W)) until all poses are rendered."""
+    def render(self, ct: CTVolume, poses: PoseSet, field: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (first view index, float32 images (B, H, W)) until all poses are rendered.
+
+        Images are line integrals (mm) of DiffDRR's density of `ct`, or of `field` when given (a
+        volume on the CT's grid, e.g. attenuation μ or a structure indicator): same frame, same rays."""
         ...
 
     def describe(self) -> dict:
@@ -43,7 +46,7 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def render_all(renderer: Renderer, ct: CTVolume, poses: PoseSet) -> np.ndarray:
+def render_all(renderer: Renderer, ct: CTVolume, poses: PoseSet, field: np.ndarray | None = None) -> np.ndarray:
     """Convenience: every view of one CT as one (N, H, W) array."""
-    parts = [images for _, images in renderer.render(ct, poses)]
+    parts = [images for _, images in renderer.render(ct, poses, field)]
     return np.concatenate(parts, axis=0)

@@ -24,16 +24,20 @@ from drrkit.render.memory import MEMORY_FRACTION, batch_size_for, free_bytes
 SIDDON_BYTES_PER_INTERSECTION = 48
 
 
-def diffdrr_subject(ct: CTVolume, volume: VolumeSpec):
-    """The torchio Subject DiffDRR renders, built from an in-memory CTVolume."""
+def diffdrr_subject(ct: CTVolume, volume: VolumeSpec, field: np.ndarray | None = None):
+    """The torchio Subject DiffDRR renders, built from an in-memory CTVolume. With `field` (same
+    grid as the CT) that volume is integrated instead of DiffDRR's density: same frame, same rays."""
     import torch
     from diffdrr.data import read
     from torchio import ScalarImage
 
     image = ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(ct.hu))[None],
                         affine=np.asarray(ct.affine, dtype=np.float64))
-    return read(image, orientation=volume.orientation,
-                bone_attenuation_multiplier=volume.bone_attenuation_multiplier, center_volume=True)
+    subject = read(image, orientation=volume.orientation,
+                   bone_attenuation_multiplier=volume.bone_attenuation_multiplier, center_volume=True)
+    if field is not None:
+        subject.density.set_data(torch.from_numpy(np.ascontiguousarray(field, dtype=np.float32))[None])
+    return subject
 
 
 class DiffDRRBackend:
@@ -68,12 +72,12 @@ class DiffDRRBackend:
         rays_that_fit = max(1, int(budget // (per_view / rays)))
         return 1, max(1, int(math.isqrt(rays_that_fit)))
 
-    def render(self, ct: CTVolume, poses: PoseSet) -> Iterator[tuple[int, np.ndarray]]:
+    def render(self, ct: CTVolume, poses: PoseSet, field: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
         import torch
         from diffdrr.drr import DRR
 
         batch, patch = self.plan_batches(ct)
-        drr = DRR(diffdrr_subject(ct, self.volume), renderer=self.renderer, patch_size=patch,
+        drr = DRR(diffdrr_subject(ct, self.volume, field), renderer=self.renderer, patch_size=patch,
                   **self.detector.drr_kwargs()).to(self.device)
         for start in range(0, len(poses), batch):
             part = poses[start:start + batch]

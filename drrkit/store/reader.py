@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import zarr
 from drrkit.geometry.detector import Detector
 from drrkit.geometry.poses import PoseSet
 from drrkit.geometry.recipe import Recipe
+from drrkit.render.intensity import finish, hu_to_mu
 from drrkit.store import schema
 from drrkit.store.errors import StoreError
 
@@ -91,9 +93,24 @@ class Corpus:
                 "bone_attenuation_multiplier": vol["bone_attenuation_multiplier"],
                 "center_volume": vol["center_volume"]}
 
+    @property
+    def masks(self) -> zarr.Array | None:
+        """(N, C, H, W) uint8 projected structure masks, if the recipe asked for them."""
+        return self.root["masks"] if "masks" in self.root else None
+
+    @property
+    def bboxes(self) -> zarr.Array | None:
+        return self.root["bboxes"] if "bboxes" in self.root else None
+
+    @property
+    def mask_channels(self) -> list[str]:
+        return list((self.attrs.get("masks") or {}).get("channels", []))
+
     def rerender_with_diffdrr(self, rows, device: str = "cpu", ct_path: str | None = None) -> np.ndarray:
         """Render stored rows of one CT again with plain DiffDRR, from the store's metadata alone
-        (the CT file named in cts/source, unless `ct_path` points at a moved copy)."""
+        (the CT file named in cts/source, unless `ct_path` points at a moved copy). For μ-based
+        intensities DiffDRR's density is replaced by μ from the recorded coefficients and the
+        recorded transform applied; Poisson noise is not re-drawn (noise-free expectation)."""
         import torch
         from diffdrr.data import read
         from diffdrr.drr import DRR
@@ -104,6 +121,10 @@ class Corpus:
             raise StoreError(f"{self.path}: rows must belong to one rendered CT, got CT indices {ct_idx}")
         source = ct_path or str(self.root["cts/source"][int(ct_idx[0])])
         subject = read(source, **self.diffdrr_read_kwargs())
+        spec = self.recipe.intensity
+        if spec.kind != "density":
+            mu = hu_to_mu(subject.volume.data[0].numpy(), spec.mu_water, spec.mu_bone, spec.hu_bone)
+            subject.density.set_data(torch.from_numpy(mu)[None])
         drr = DRR(subject, **self.attrs["detector"]).to(device)
         pose = self.poses(rows)
         with torch.no_grad():
@@ -111,7 +132,10 @@ class Corpus:
                       torch.tensor(pose.translations, dtype=torch.float32, device=device),
                       parameterization=self.attrs["pose_convention"]["parameterization"],
                       convention=self.attrs["pose_convention"]["convention"])
-        return img[:, 0].cpu().numpy()
+        line_integrals = img[:, 0].cpu().numpy()
+        if spec.kind in ("density", "mu"):
+            return line_integrals
+        return finish(replace(spec, photons=None), line_integrals, "")
 
 
 def _plain(value):

@@ -23,7 +23,8 @@ ROW_ARRAYS = {
     "view_index": ((), "int32"),
 }
 
-CT_STRING_ARRAYS = ("id", "source", "kind", "checksum", "status", "error_kind", "error")
+CT_STRING_ARRAYS = ("id", "source", "kind", "checksum", "status", "error_kind", "error", "labels",
+                    "mask_structures")
 CT_NUMERIC_ARRAYS = {
     "shape": ((3,), "int32"),
     "spacing": ((3,), "float64"),  # mm along voxel axes

@@ -47,7 +47,9 @@ def write_preview(corpus: Corpus, out: str | Path, max_cts: int = 6, views: int 
         raise ValueError(f"{corpus.path}: no rendered CT to preview")
     cols = min(views, corpus.views_per_ct)
     picks = np.unique(np.linspace(0, corpus.views_per_ct - 1, cols).round().astype(int))
-    fig, axes = plt.subplots(len(done), len(picks), figsize=(2 * len(picks), 2.2 * len(done)), squeeze=False)
+    legend_room = 0.5 if corpus.masks is not None else 0.0
+    size = (max(6.0, 2.4 * len(picks)), 2.6 * len(done) * max(1.0, 3.0 / len(picks)) + legend_room)
+    fig, axes = plt.subplots(len(done), len(picks), figsize=size, squeeze=False)
     rot = corpus.root["rotation"]
     for r, ct_index in enumerate(done):
         base = corpus.ct_rows(ct_index).start
@@ -56,11 +58,43 @@ def write_preview(corpus: Corpus, out: str | Path, max_cts: int = 6, views: int 
             lo, hi = np.nanpercentile(img, [1, 99])
             ax = axes[r, c]
             ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
+            if corpus.masks is not None:
+                _overlay_masks(ax, corpus, base + view)
             yaw = np.degrees(rot[base + view][0])
             ax.set_title(f"{table[ct_index]['id'][:18]}\nview {view}, z-rot {yaw:+.0f}°", fontsize=7)
             ax.axis("off")
-    fig.tight_layout()
+    if corpus.masks is not None:
+        _legend(fig, corpus.mask_channels)
+    fig.tight_layout(rect=(0, legend_room / size[1], 1, 1))
     out = Path(out)
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def _colour(k: int):
+    import matplotlib
+
+    return matplotlib.colormaps["tab10"](k % 10)
+
+
+def _overlay_masks(ax, corpus: Corpus, row: int) -> None:
+    """Each channel's mask outline and box, one colour per channel."""
+    from matplotlib.patches import Rectangle
+
+    masks = np.asarray(corpus.masks[row])
+    boxes = np.asarray(corpus.bboxes[row])
+    for k in range(masks.shape[0]):
+        if masks[k].any():
+            ax.contour(masks[k], levels=[0.5], colors=[_colour(k)], linewidths=0.6)
+        if np.all(np.isfinite(boxes[k])):
+            x0, y0, x1, y1 = boxes[k]
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                   edgecolor=_colour(k), linewidth=0.6, linestyle="--"))
+
+
+def _legend(fig, channels: list[str]) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([0], [0], color=_colour(k), label=name) for k, name in enumerate(channels)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(channels), 8), fontsize=7, frameon=False)

@@ -14,6 +14,8 @@ import zarr
 from drrkit import __version__
 from drrkit.geometry.poses import PoseSet
 from drrkit.geometry.recipe import Recipe
+from drrkit.render import intensity
+from drrkit.render.masks import BOX_FORMAT
 from drrkit.store import schema
 from drrkit.store.errors import StoreError, StoreMismatch
 
@@ -36,13 +38,23 @@ def corpus_attrs(recipe: Recipe, entries: list[CTEntry], image_dtype: str) -> di
         "volume": {"orientation": recipe.volume.orientation,
                    "bone_attenuation_multiplier": recipe.volume.bone_attenuation_multiplier,
                    "center_volume": True},
-        "intensity": {"kind": recipe.intensity.kind, **schema.INTENSITY_DEFINITIONS[recipe.intensity.kind]},
+        "intensity": intensity.describe(recipe.intensity),
+        "masks": _mask_attrs(recipe),
         "pose_convention": schema.POSE_CONVENTION,
         "views_per_ct": recipe.views_per_ct(),
         "n_cts": len(entries),
         "image_dtype": image_dtype,
         "ct_list": [[e.id, e.source] for e in entries],
     }
+
+
+def _mask_attrs(recipe: Recipe) -> dict | None:
+    if recipe.masks is None:
+        return None
+    return {"channels": list(recipe.masks.channels), "patterns": recipe.masks.channels,
+            "threshold_mm": recipe.masks.threshold_mm, "box_format": BOX_FORMAT,
+            "definition": "mask = path length (mm) of the pixel's ray through the channel's "
+                          "structures > threshold_mm; structures matched per CT in cts/mask_structures"}
 
 
 def create_or_open(path: str | Path, recipe: Recipe, entries: list[CTEntry], *,
@@ -114,6 +126,13 @@ def _create(path: Path, recipe: Recipe, entries: list[CTEntry], identity: dict,
     for name, (tail, dtype) in schema.ROW_ARRAYS.items():
         fill = np.nan if dtype.startswith("float") else -1
         root.create_array(name, shape=(n_rows, *tail), dtype=dtype, chunks=(views, *tail), fill_value=fill)
+    if recipe.masks is not None:
+        n_ch = len(recipe.masks.channels)
+        root.create_array("masks", shape=(n_rows, n_ch, det.height, det.width), dtype="uint8",
+                          chunks=(1, n_ch, det.height, det.width), shards=(views, n_ch, det.height, det.width),
+                          fill_value=0, dimension_names=("row", "channel", "y", "x"))
+        root.create_array("bboxes", shape=(n_rows, n_ch, 4), dtype="float32", chunks=(views, n_ch, 4),
+                          fill_value=np.nan)
     chunk = min(max(1, n_cts), schema.CT_TABLE_CHUNK)
     for name in schema.CT_STRING_ARRAYS:
         root.create_array(f"cts/{name}", shape=(n_cts,), dtype=str, chunks=(chunk,), fill_value="")
@@ -142,7 +161,8 @@ class CorpusWriter:
     def rows(self, ct_index: int) -> slice:
         return slice(ct_index * self.views, (ct_index + 1) * self.views)
 
-    def write_rows(self, ct_index: int, images: np.ndarray, poses: PoseSet) -> None:
+    def write_rows(self, ct_index: int, images: np.ndarray, poses: PoseSet,
+                   masks: np.ndarray | None = None, boxes: np.ndarray | None = None) -> None:
         if images.shape[0] != self.views or len(poses) != self.views:
             raise StoreError(f"CT {ct_index}: expected {self.views} views, got {images.shape[0]} images "
                              f"and {len(poses)} poses")
@@ -153,11 +173,16 @@ class CorpusWriter:
         self.root["extrinsic"][rows] = poses.extrinsics()
         self.root["ct_index"][rows] = np.full(self.views, ct_index, dtype=np.int32)
         self.root["view_index"][rows] = np.arange(self.views, dtype=np.int32)
+        if ("masks" in self.root) != (masks is not None):
+            raise StoreError(f"CT {ct_index}: this store {'needs' if 'masks' in self.root else 'has no'} masks")
+        if masks is not None:
+            self.root["masks"][rows] = masks
+            self.root["bboxes"][rows] = boxes
         self._fsync_chunks(ct_index)
 
     def _fsync_chunks(self, ct_index: int) -> None:
         """Flush this CT's shard and chunk files to disk before the client may mark it done."""
-        names = ["images", *schema.ROW_ARRAYS]
+        names = ["images", *schema.ROW_ARRAYS, *(["masks", "bboxes"] if "masks" in self.root else [])]
         for name in names:
             ndim = len(self.root[name].shape)
             chunk = self.path / name / "c" / str(ct_index)
@@ -179,6 +204,8 @@ class CorpusWriter:
         cts["hu_min"][ct_index] = info["hu_min"]
         cts["hu_max"][ct_index] = info["hu_max"]
         cts["checksum"][ct_index] = info["checksum"]
+        cts["labels"][ct_index] = info.get("labels", "")
+        cts["mask_structures"][ct_index] = info.get("mask_structures", "")
 
     def mark_done(self, ct_index: int) -> None:
         """Client: only after the task reported its rows written."""
