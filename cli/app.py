@@ -49,6 +49,15 @@ from cli import export_cmd  # noqa: E402
 
 export_cmd.register(app)
 
+from cli import evaluate_cmd, train_cmd  # noqa: E402
+
+train_cmd.register(app)
+evaluate_cmd.register(app)
+
+from cli import reconstruct_cmd  # noqa: E402
+
+reconstruct_cmd.register(app)
+
 
 def main() -> None:
     app()

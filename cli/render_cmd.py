@@ -26,7 +26,8 @@ def render(
     delx: Optional[float] = typer.Option(None, "--delx", help="Pixel size in mm (with --height)."),
     views: Optional[int] = typer.Option(None, "--views", help="N evenly spaced views over the recipe's range."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N]"),
-    backend: str = typer.Option("auto", "--backend", help="auto | diffdrr"),
+    backend: str = typer.Option("auto", "--backend", help="auto (= fast) | fast (Joseph ray marching, "
+                                "~50x DiffDRR on CPU) | diffdrr (the reference: plain DiffDRR Siddon)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Views per renderer call "
                                              "(default: derived from free memory)."),
     dtype: str = typer.Option("float32", "--dtype", help="Stored image dtype: float32 | float16."),

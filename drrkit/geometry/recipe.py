@@ -220,7 +220,8 @@ def recipes_dir() -> Path:
 
 
 def available_recipes() -> list[str]:
-    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+    """Render recipes in the recipes folder (training configs are the `train-*.yaml` files)."""
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml") if not p.stem.startswith("train-"))
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:

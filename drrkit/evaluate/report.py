@@ -1,0 +1,88 @@
+"""`drrkit evaluate RUN`: view retrieval on held-out CTs and phantom probes, with baselines.
+
+Writes RUN/evaluation.json:
+  retrieval   trained model and random-init model (same config and seed) on the held-out CTs of
+              the run's split (or on every done CT of --store stores)
+  probes      frozen frontal-view features of the trained encoders (EMA target f' and context f),
+              the random-init encoder and, with --compare RUN2 (e.g. a MIM-only run), RUN2's
+              encoders, against phantoms.csv ground truth (phantom_probe.py)
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from drrkit.evaluate.loading import ENCODERS, encoder_of, load_run, pooled_features, random_init
+from drrkit.evaluate.phantom_probe import phantom_probes
+from drrkit.evaluate.retrieval import view_retrieval
+from drrkit.train.data import ProjectionViews, scan_store
+from drrkit.train.distributed import resolve_device
+from drrkit.train.run import RunInputs, load_split
+
+REPORT_NAME = "evaluation.json"
+
+
+def evaluation_data(run: Path, cfg, payload: dict, stores=None) -> tuple[ProjectionViews, ProjectionViews, str]:
+    """(held-out CTs, all CTs for probing, description): the run's split, or all of --store."""
+    if stores:
+        cts = [ct for s in stores for ct in scan_store(s, cfg.data, cfg.model.action_dim)]
+        held, where = cts, "all done CTs of " + ", ".join(str(s) for s in stores)
+    else:
+        inputs = RunInputs(tuple(payload["inputs"]["stores"]), payload["inputs"]["real_dir"])
+        train, val = load_split(run, cfg, inputs)
+        cts, held, where = train + val, val, f"validation CTs of {run / 'split.json'}"
+    make = lambda c: ProjectionViews(c, cfg.data, cfg.model.img_size, cfg.seed) if c else None  # noqa: E731
+    return make(held), make(cts), where
+
+
+def _features(model, which: str):
+    return lambda images: pooled_features(encoder_of(model, which), images)
+
+
+def evaluate_run(run: str | Path, stores=None, compare: str | Path | None = None, device: str = "auto") -> dict:
+    """Evaluate a run; writes and returns RUN/evaluation.json."""
+    run = Path(run)
+    dev = resolve_device(device)
+    cfg, model, payload = load_run(run, dev)
+    baseline = random_init(cfg, dev)
+    held, probe_data, where = evaluation_data(run, cfg, payload, stores)
+    report = {"run": str(run.resolve()), "step": payload["step"], "config": cfg.name, "held_out": where,
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if held is None:
+        report["retrieval"] = {"reason": "no held-out CTs (data.val_fraction is 0); pass --store"}
+    else:
+        report["retrieval"] = {"trained": view_retrieval(model, held), "random_init": view_retrieval(baseline, held)}
+    fns = {f"trained_{w}": _features(model, w) for w in ENCODERS}
+    fns["random_init"] = _features(baseline, "target")
+    if compare is not None:
+        _, other, other_payload = load_run(compare, dev)
+        for w in ENCODERS:
+            fns[f"compare_{w}"] = _features(other, w)
+        report["compare"] = {"run": str(Path(compare).resolve()), "step": other_payload["step"]}
+    report["probes"] = phantom_probes(probe_data, fns, seed=cfg.seed)
+    (run / REPORT_NAME).write_text(json.dumps(report, indent=1))
+    return report
+
+
+@torch.no_grad()
+def probe_folder(run: str | Path, data_dir: str | Path, device: str = "auto") -> dict:
+    """Linear probing of labelled radiographs (one subfolder per class): CV AUROC for the trained
+    encoders and the random-init one; written to RUN/probe-<folder name>.json."""
+    from drrkit.evaluate.probes import cv_auroc
+    from drrkit.train.real import RealRadiographs, labelled_folder, stack_images
+
+    run, dev = Path(run), resolve_device(device)
+    cfg, model, payload = load_run(run, dev)
+    paths, labels, classes = labelled_folder(data_dir)
+    images = stack_images(RealRadiographs(paths, cfg.model.img_size, cfg.data.intensity))
+    encoders = {f"trained_{w}": encoder_of(model, w) for w in ENCODERS}
+    encoders["random_init"] = encoder_of(random_init(cfg, dev), "target")
+    results = {name: cv_auroc(pooled_features(enc, images).numpy(), labels, cfg.seed) for name, enc in encoders.items()}
+    report = {"run": str(run.resolve()), "step": payload["step"], "data": str(Path(data_dir).resolve()),
+              "classes": classes, "n_images": len(paths), "auroc": results}
+    (run / f"probe-{Path(data_dir).name}.json").write_text(json.dumps(report, indent=1))
+    return report

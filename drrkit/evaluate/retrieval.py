@@ -1,0 +1,65 @@
+"""View retrieval on held-out CTs: does the world model know what the CT looks like from angle a?
+
+For each held-out CT and each of its V views a: predict the view's latent from the frontal context
+view and the action of a (encoder f + view predictor g_v, mean-pooled), and rank the CT's V views
+by cosine similarity of their target-encoder embeddings (f', mean-pooled). Top-1 / top-5 are the
+fractions of queries whose own view ranks first / within five; chance is 1/V and min(5, V)/V.
+Also the mean |yaw error| of the top-1 view, and the PSNR of the decoded predicted view (the
+latent→image head on g_v's tokens) against the true view, with the decoded target-encoder tokens
+(an autoencoding ceiling) beside it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from drrkit.train.data import ProjectionViews
+from drrkit.train.model import XWin
+
+
+def _psnr(pred: torch.Tensor, true: torch.Tensor) -> float:
+    mse = float(F.mse_loss(pred.float().clamp(0, 1), true.float()))
+    return 10.0 * math.log10(1.0 / max(mse, 1e-12))
+
+
+@torch.no_grad()
+def ct_retrieval(model: XWin, views: torch.Tensor, actions: torch.Tensor, context: int) -> dict:
+    """Ranks and decoding quality for one CT: views (V, C, H, W), actions (V, A)."""
+    device = next(model.parameters()).device
+    views, actions = views.to(device), actions.to(device)
+    t_tokens = model.target_tokens(views)
+    z_tokens = model.predict_views(views[context:context + 1], actions.unsqueeze(0))
+    sim = F.normalize(z_tokens.mean(1).float(), dim=-1) @ F.normalize(t_tokens.mean(1).float(), dim=-1).T
+    order = sim.argsort(dim=1, descending=True).cpu()
+    truth = torch.arange(len(views)).unsqueeze(1)
+    rank = (order == truth).float().argmax(dim=1)
+    yaw = actions[:, 0].cpu().numpy()
+    return {"rank": rank.numpy(), "yaw_error_deg": np.degrees(np.abs(yaw[order[:, 0].numpy()] - yaw)),
+            "psnr_predicted": _psnr(model.decoder(z_tokens), views),
+            "psnr_target_tokens": _psnr(model.decoder(t_tokens), views)}
+
+
+def view_retrieval(model: XWin, data: ProjectionViews) -> dict:
+    """Retrieval accuracy over every CT of `data` (held-out CTs) and every view angle."""
+    ranks, errors, psnr_pred, psnr_tgt, n_views = [], [], [], [], []
+    for i, ct in enumerate(data.cts):
+        views, actions = data.all_views(i)
+        r = ct_retrieval(model, views, actions, ct.context)
+        ranks.append(r["rank"])
+        errors.append(r["yaw_error_deg"])
+        psnr_pred.append(r["psnr_predicted"])
+        psnr_tgt.append(r["psnr_target_tokens"])
+        n_views.append(len(views))
+    rank = np.concatenate(ranks)
+    chance1 = float(np.mean([1.0 / v for v in n_views]))
+    chance5 = float(np.mean([min(5, v) / v for v in n_views]))
+    return {"n_cts": len(data.cts), "n_queries": int(len(rank)), "views_per_ct": sorted(set(n_views)),
+            "top1": float(np.mean(rank == 0)), "top5": float(np.mean(rank < 5)),
+            "chance_top1": chance1, "chance_top5": chance5,
+            "mean_top1_yaw_error_deg": float(np.mean(np.concatenate(errors))),
+            "decoded_view_psnr_db": float(np.mean(psnr_pred)),
+            "decoded_target_psnr_db": float(np.mean(psnr_tgt))}

@@ -1,0 +1,84 @@
+"""Checkpoints of an X-WIN run: everything needed to continue exactly, loadable with
+torch.load(weights_only=True) — only tensors and plain containers of primitives inside.
+
+  format       "drrkit-xwin-checkpoint/1"
+  step         optimizer steps done (the next batch is that of this step; see StepBatchSampler)
+  model        state dict of XWin (encoder, target_encoder, predictors, heads)
+  optimizer    AdamW state dict
+  rng          python / numpy / torch CPU / CUDA generator states (the data order and masks are
+               functions of (seed, step) and need no state of their own)
+  config       the resolved TrainConfig as a dict
+  schedule     derived step counts and learning rates
+  inputs       stores and real-radiograph folder the run trained on
+Files: RUN/checkpoints/last.pt and step-XXXXXXX.pt (the newest `keep` of those kept).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = "drrkit-xwin-checkpoint/1"
+
+
+def rng_state() -> dict:
+    py = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    state = {"python": [py[0], list(py[1]), py[2]],
+             "numpy": {"bit_generator": np_state["bit_generator"],
+                       "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                       "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                       "gauss": float(np_state["gauss"])},
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state({"bit_generator": n["bit_generator"], "has_gauss": n["has_gauss"], "gauss": n["gauss"],
+                         "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]}})
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_dir(run: Path) -> Path:
+    return Path(run) / "checkpoints"
+
+
+def last_checkpoint(run: Path) -> Path:
+    return checkpoint_dir(run) / "last.pt"
+
+
+def save_checkpoint(run: Path, payload: dict, keep: int) -> Path:
+    """Write step-XXXXXXX.pt and last.pt atomically (temp file + rename); prune old step files."""
+    folder = checkpoint_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, **payload}
+    tmp = folder / "last.pt.tmp"
+    torch.save(payload, tmp)
+    step_file = folder / f"step-{payload['step']:07d}.pt"
+    if keep > 0:
+        torch.save(payload, step_file)
+    os.replace(tmp, folder / "last.pt")
+    for old in sorted(folder.glob("step-*.pt"))[:-keep or None]:
+        old.unlink()
+    return folder / "last.pt"
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint")
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a drrkit X-WIN checkpoint (format {payload.get('format')!r})")
+    return payload

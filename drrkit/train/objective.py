@@ -1,0 +1,81 @@
+"""One X-WIN training objective evaluation: batch in, weighted losses out.
+
+    L = λ_align·(L_NCE + λ_aff·L_aff) + λ_MIM·L_MIM + λ_domain·L_domain + λ_cls·L_cls + λ_dec·L_dec
+
+A loss whose weight is 0 is not computed, nor any forward pass only it needs. The losses that
+compare domains (L_domain, L_cls) need real radiographs and are skipped for batches without them;
+L_MIM then averages over the simulated images alone. This module is what DDP wraps.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from drrkit.train import losses as L
+from drrkit.train.config import LossConfig
+from drrkit.train.masks import apply_masks
+from drrkit.train.model import XWin
+
+LOSS_NAMES = ("align", "affinity", "mim", "domain", "cls", "decoder")
+
+
+def loss_weights(cfg: LossConfig) -> dict[str, float]:
+    """Effective weight of each logged term in the total."""
+    return {"align": cfg.align, "affinity": cfg.align * cfg.affinity, "mim": cfg.mim,
+            "domain": cfg.domain, "cls": cfg.cls, "decoder": cfg.decoder}
+
+
+class XWinObjective(nn.Module):
+    def __init__(self, model: XWin, cfg: LossConfig):
+        super().__init__()
+        self.model, self.cfg = model, cfg
+        self.weights = loss_weights(cfg)
+
+    def forward(self, sim: dict, real: dict | None = None) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        w = self.weights
+        if w["align"] > 0 or w["decoder"] > 0:
+            self._view_losses(sim, out)
+        if w["mim"] > 0 or w["domain"] > 0 or w["cls"] > 0:
+            self._masked_losses(sim, real, out)
+        out["total"] = sum(w[k] * v for k, v in out.items())
+        return out
+
+    def _view_losses(self, sim: dict, out: dict) -> None:
+        """World-model terms: predict target views from the context + action; decode targets."""
+        m, cfg = self.model, self.cfg
+        targets = sim["targets"].flatten(0, 1)  # (B·N, C, H, W)
+        t_tokens = m.target_tokens(targets)
+        if cfg.align > 0:
+            z = m.predict_views(sim["context"], sim["actions"]).mean(1)
+            t = t_tokens.mean(1)
+            out["align"] = L.info_nce(z, t, cfg.tau)
+            if cfg.affinity > 0:
+                out["affinity"] = L.affinity_loss(z, t, cfg.tau, cfg.affinity_tau)
+        if cfg.decoder > 0:
+            out["decoder"] = F.mse_loss(m.decoder(t_tokens.detach()).float(), targets.float())
+
+    def masked_prediction(self, images: torch.Tensor, masks_enc, masks_pred) -> tuple[torch.Tensor, torch.Tensor]:
+        """(g_m predictions, layer-normed target tokens) at the masked patches, (npred·B, K, D)."""
+        m = self.model
+        h = apply_masks(L.layer_normed(m.target_tokens(images)), list(masks_pred))
+        z = m.masked_predictor(m.context_tokens(images, masks_enc), masks_enc, masks_pred)
+        return z, h
+
+    def _masked_losses(self, sim: dict, real: dict | None, out: dict) -> None:
+        cfg, f_c = self.cfg, self.model.domain_classifier
+        z_sim, h_sim = self.masked_prediction(sim["context"], sim["masks_enc"], sim["masks_pred"])
+        pairs = [(z_sim, h_sim)]
+        if real is not None:
+            z_real, h_real = self.masked_prediction(real["image"], real["masks_enc"], real["masks_pred"])
+            pairs.append((z_real, h_real))
+        if cfg.mim > 0:
+            out["mim"] = L.mim_loss(pairs)
+        if real is None:
+            return
+        if cfg.domain > 0:
+            out["domain"] = L.domain_loss(z_sim, h_sim, f_c(z_sim.mean(1).float(), frozen=True))
+        if cfg.cls > 0:
+            out["cls"] = L.classifier_loss(f_c(z_sim.mean(1).detach().float()), f_c(z_real.mean(1).detach().float()))

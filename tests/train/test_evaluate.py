@@ -1,0 +1,94 @@
+"""Evaluation of a trained run: retrieval + phantom probes + baselines, folder probes, export."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from drrkit.evaluate import evaluate_run, export_encoder, load_run, pooled_features, probe_folder
+from drrkit.evaluate.probes import cv_auroc, cv_r2
+from drrkit.evaluate.report import evaluation_data
+from drrkit.train import train
+from tests.train.conftest import write_pngs
+
+
+def test_evaluate_reports_retrieval_probes_and_baselines(trained_run):
+    run, _ = trained_run
+    report = evaluate_run(run, device="cpu")
+    assert json.loads((run / "evaluation.json").read_text()) == report
+    for name in ("trained", "random_init"):
+        r = report["retrieval"][name]
+        assert r["n_cts"] == 2 and r["n_queries"] == 14 and r["views_per_ct"] == [7]
+        assert r["chance_top1"] == pytest.approx(1 / 7) and 0.0 <= r["top1"] <= r["top5"] <= 1.0
+        assert np.isfinite(r["decoded_view_psnr_db"])
+    probes = report["probes"]
+    assert probes["n_with_ground_truth"] == 12
+    assert set(probes["encoders"]) == {"trained_target", "trained_context", "random_init"}
+    for results in probes["encoders"].values():
+        assert 0.0 <= results["nodule_present"]["auroc"] <= 1.0
+        assert results["nodule_depth_ap_mm"]["n"] == 6 and results["heart_volume_ml"]["n"] == 12
+        assert results["heart_volume_ml"]["r2"] is not None
+
+
+def test_evaluation_data_of_other_stores(trained_run, tiny_store):
+    run, _ = trained_run
+    cfg, _, payload = load_run(run)
+    held, probe_data, where = evaluation_data(run, cfg, payload, stores=[tiny_store])
+    assert len(held) == len(probe_data) == 12 and "all done CTs" in where
+    held, probe_data, where = evaluation_data(run, cfg, payload)
+    assert len(held) == 2 and len(probe_data) == 12 and "split.json" in where
+
+
+def test_evaluate_compare_with_a_mim_only_run(trained_run, tiny_store, real_dir, fast_cfg, tmp_path):
+    run, _ = trained_run
+    mim_only = dataclasses.replace(fast_cfg, loss=dataclasses.replace(
+        fast_cfg.loss, align=0.0, affinity=0.0, domain=0.0, cls=0.0, decoder=0.0), optim=dataclasses.replace(
+        fast_cfg.optim, steps=2))
+    train(mim_only, [tiny_store], tmp_path / "mim", real_dir=real_dir)
+    report = evaluate_run(run, compare=tmp_path / "mim", device="cpu")
+    assert report["compare"]["step"] == 2
+    enc = report["probes"]["encoders"]
+    assert {"compare_target", "compare_context"} <= set(enc) and enc["compare_target"] != enc["trained_target"]
+
+
+def test_probe_on_synthetic_folders(trained_run, tmp_path):
+    run, _ = trained_run
+    write_pngs(tmp_path / "data" / "clear", 8, seed=3)
+    write_pngs(tmp_path / "data" / "stripe", 8, seed=4, stripe=True)
+    report = probe_folder(run, tmp_path / "data", device="cpu")
+    assert report["classes"] == ["clear", "stripe"] and report["n_images"] == 16
+    for result in report["auroc"].values():
+        assert result["auroc"] > 0.9  # a bright bar is linearly visible even to random features
+    assert (run / "probe-data.json").is_file()
+
+
+def test_probe_multiclass_and_degenerate_cases():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 4))
+    y = np.repeat([0, 1, 2], 10)
+    x[:, 0] += y * 3
+    assert cv_auroc(x, y)["auroc"] > 0.9
+    assert cv_auroc(x[:5], np.array([0, 0, 0, 0, 1]))["auroc"] is None
+    assert cv_r2(x, x[:, 0] * 2 + 1)["r2"] > 0.95 and cv_r2(x[:3], x[:3, 0])["r2"] is None
+
+
+def test_exported_encoder_loads_strictly_into_timm(trained_run, tmp_path):
+    import timm
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    run, _ = trained_run
+    path = tmp_path / "enc.safetensors"
+    meta = export_encoder(run, path, which="target")
+    with safe_open(str(path), "pt") as f:
+        assert f.metadata()["timm_model"] == meta["timm_model"] == "vit_tiny_patch16_224"
+    vit = timm.create_model(meta["timm_model"], pretrained=False, **json.loads(meta["timm_kwargs"]))
+    missing = vit.load_state_dict(load_file(str(path)), strict=True)
+    assert not missing.missing_keys and not missing.unexpected_keys
+    vit.eval()
+    _, model, _ = load_run(run)
+    x = torch.rand(3, 1, 48, 48)
+    with torch.no_grad():
+        assert torch.allclose(vit(x), pooled_features(model.target_encoder, x), atol=1e-5)  # global_pool='avg'

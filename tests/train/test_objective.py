@@ -1,0 +1,83 @@
+"""The objective: every loss switches off (weight 0 → not computed, nor the passes only it needs)."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from drrkit.train.data import ProjectionViews, scan_store
+from drrkit.train.masks import MaskCollator
+from drrkit.train.model import build_xwin
+from drrkit.train.objective import XWinObjective
+from drrkit.train.real import RealRadiographs
+
+LOSSES = ("align", "affinity", "mim", "domain", "cls", "decoder")
+
+
+@pytest.fixture(scope="module")
+def batches(tiny_store, real_dir, fast_cfg):
+    cfg = fast_cfg
+    data = ProjectionViews(scan_store(tiny_store, cfg.data, 1), cfg.data, cfg.model.img_size, cfg.seed)
+    real = RealRadiographs.from_folder(real_dir, cfg.model.img_size)
+    sim = MaskCollator(cfg.masks, cfg.model.grid, cfg.seed, 0)([data[(0, 0, i)] for i in range(2)])
+    rb = MaskCollator(cfg.masks, cfg.model.grid, cfg.seed, 1)([real[(0, 0, i)] for i in range(2)])
+    return sim, rb
+
+
+def calls(model):
+    counts = {}
+    for name in ("view_predictor", "masked_predictor", "domain_classifier", "decoder"):
+        counts[name] = 0
+        getattr(model, name).register_forward_pre_hook(lambda m, a, n=name: counts.__setitem__(n, counts[n] + 1))
+    return counts
+
+
+@pytest.mark.parametrize("off", LOSSES)
+def test_each_loss_switches_off(batches, fast_cfg, off):
+    model = build_xwin(fast_cfg.model, 0)
+    counts = calls(model)
+    objective = XWinObjective(model, dataclasses.replace(fast_cfg.loss, **{off: 0.0}))
+    losses = objective(*batches)
+    assert off not in losses
+    expected = {k for k in LOSSES if k != off and not (off == "align" and k == "affinity")}
+    assert expected <= set(losses)
+    losses["total"].backward()
+    assert torch.isfinite(losses["total"])
+    if off == "align":
+        assert counts["view_predictor"] == 0
+    if off == "decoder":
+        assert counts["decoder"] == 0
+
+
+def test_all_off_but_align_skips_masked_passes(batches, fast_cfg):
+    model = build_xwin(fast_cfg.model, 0)
+    counts = calls(model)
+    only_align = dataclasses.replace(fast_cfg.loss, mim=0.0, domain=0.0, cls=0.0, decoder=0.0, affinity=0.0)
+    losses = XWinObjective(model, only_align)(*batches)
+    assert set(losses) == {"align", "total"} and counts["masked_predictor"] == 0 and counts["decoder"] == 0
+
+
+def test_total_is_the_weighted_sum_and_gradients_stop_where_they_should(batches, fast_cfg):
+    model = build_xwin(fast_cfg.model, 0)
+    cfg = fast_cfg.loss
+    losses = XWinObjective(model, cfg)(*batches)
+    expected = (cfg.align * (losses["align"] + cfg.affinity * losses["affinity"]) + cfg.mim * losses["mim"]
+                + cfg.domain * losses["domain"] + cfg.cls * losses["cls"] + cfg.decoder * losses["decoder"])
+    assert torch.allclose(losses["total"], expected)
+    model.zero_grad()
+    losses["decoder"].backward(retain_graph=True)  # decoder: stop-gradient into the encoders
+    assert all(p.grad is None or not p.grad.any() for p in model.encoder.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in model.decoder.parameters())
+    model.zero_grad()
+    losses["domain"].backward(retain_graph=True)  # domain: classifier frozen, predictor moves
+    assert all(p.grad is None or not p.grad.any() for p in model.domain_classifier.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in model.masked_predictor.parameters())
+    model.zero_grad()
+    losses["cls"].backward()  # classifier: trained on detached features only
+    assert all(p.grad is None or not p.grad.any() for p in model.masked_predictor.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in model.domain_classifier.parameters())
+
+
+def test_no_real_batch_means_no_domain_terms(batches, fast_cfg):
+    losses = XWinObjective(build_xwin(fast_cfg.model, 0), fast_cfg.loss)(batches[0], None)
+    assert "domain" not in losses and "cls" not in losses and "mim" in losses
