@@ -62,15 +62,13 @@ def output_grid(ct_grid: OutputGrid, shape=None, spacing: float | None = None) -
 
 
 def resolve_device(device: str) -> str:
-    import torch
+    """The renderer's device rule (never a silent CPU fall-back), as a ReconstructError."""
+    from drrkit.render.base import resolve_device as resolve
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ReconstructError(f"device {device!r} requested but CUDA is not available")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ReconstructError(f"device must be auto, cpu or cuda[:N], got {device!r}")
-    return device
+    try:
+        return resolve(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ReconstructError(str(exc)) from exc
 
 
 def reconstruct_store(job: ReconstructJob, on_iteration=None) -> dict:
