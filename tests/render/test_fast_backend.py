@@ -11,7 +11,7 @@ from drrkit.geometry.poses import CONVENTION, PARAMETERIZATION, PoseSet, euler_t
 from drrkit.geometry.recipe import VolumeSpec, load_recipe
 from drrkit.render import BACKENDS, make_renderer, raymarch, render_all
 from drrkit.render.diffdrr_backend import DiffDRRBackend, diffdrr_subject
-from drrkit.render.fast_backend import FastBackend, centred_affine, detector_points, hu_to_density
+from drrkit.render.fast_backend import FastBackend, centred_affine, hu_to_density
 from tests.conftest import tiny_ct
 
 XWIN_DET = Detector(1020, 24, 20, 4.0, 4.0)
@@ -79,7 +79,7 @@ def test_rays_are_diffdrrs(det, orientation):
                    parameterization=PARAMETERIZATION, convention=CONVENTION)
     source, target = drr.detector(pose, None)
     c2w = poses.camera_to_world(orientation)
-    ours = np.einsum("bij,nj->bni", c2w[:, :3, :3], detector_points(det)) + c2w[:, None, :3, 3]
+    ours = np.einsum("bij,nj->bni", c2w[:, :3, :3], det.pixel_centres()) + c2w[:, None, :3, 3]
     np.testing.assert_allclose(ours, target.numpy(), atol=2e-3)
     np.testing.assert_allclose(c2w[:, :3, 3], source[:, 0].numpy(), atol=2e-3)
     np.testing.assert_allclose(centred_affine(ct.affine, ct.shape), drr.affine.matrix[0].numpy(), atol=1e-4)
