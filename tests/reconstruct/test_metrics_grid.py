@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from drrkit.reconstruct.grid import OutputGrid, parse_grid_shape, volume_centre
+from drrkit.geometry.frame import volume_centre
+from drrkit.reconstruct.grid import OutputGrid, parse_grid_shape
 from drrkit.reconstruct.metrics import density_from_hu, psnr, ssim, truth_on_grid
 from tests.conftest import tiny_ct
 

@@ -11,7 +11,8 @@ from drrkit.geometry.poses import CONVENTION, PARAMETERIZATION, PoseSet, euler_t
 from drrkit.geometry.recipe import VolumeSpec, load_recipe
 from drrkit.render import BACKENDS, make_renderer, raymarch, render_all
 from drrkit.render.diffdrr_backend import DiffDRRBackend, diffdrr_subject
-from drrkit.render.fast_backend import FastBackend, centred_affine, hu_to_density
+from drrkit.geometry.frame import centred_affine
+from drrkit.render.fast_backend import FastBackend, hu_to_density
 from tests.conftest import tiny_ct
 
 XWIN_DET = Detector(1020, 24, 20, 4.0, 4.0)
