@@ -37,8 +37,9 @@ def render(
                                 "at most the GPU count). 0 = render in this process."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler "
                                             "(workers must see --out and the CTs at the same paths)."),
-    threads_per_worker: int = typer.Option(2, "--threads-per-worker", help="CT tasks per worker at once "
-                                           "(loading and writing overlap rendering)."),
+    threads_per_worker: int = typer.Option(0, "--threads-per-worker", help="CT tasks per worker at once "
+                                           "(loading and writing overlap rendering). 0 = auto: 2 per CPU "
+                                           "worker, the machine's cores shared out between GPU workers."),
     retries: int = typer.Option(2, "--retries", help="Times a CT may lose its worker before it is marked failed."),
 ) -> None:
     """Render DRRs of every CT under --ct-dir with a pose recipe into a Zarr corpus store."""
@@ -55,8 +56,8 @@ def render(
         usage_error("--delx needs --height")
     if ct_dir is not None and manifest is not None:
         usage_error("give --ct-dir or --manifest, not both")
-    if workers < 0 or retries < 0 or threads_per_worker < 1:
-        usage_error("--workers and --retries must be >= 0, --threads-per-worker >= 1")
+    if workers < 0 or retries < 0 or threads_per_worker < 0:
+        usage_error("--workers, --retries and --threads-per-worker must be >= 0")
     try:
         recipe = load_recipe(poses)
         if height is not None:

@@ -45,6 +45,6 @@ class CTVolume:
     def checksum(self) -> str:
         """SHA-256 of the HU array and affine: identifies the exact data that was rendered."""
         h = hashlib.sha256()
-        h.update(np.ascontiguousarray(self.hu, dtype=np.float32).tobytes())
+        h.update(np.ascontiguousarray(self.hu, dtype=np.float32))  # buffer, no extra bytes copy
         h.update(np.ascontiguousarray(self.affine, dtype=np.float64).tobytes())
         return h.hexdigest()

@@ -18,9 +18,21 @@ import dask
 class ClusterSpec:
     workers: int = 1  # local worker processes (ignored with scheduler)
     scheduler: str | None = None  # address of an existing Dask scheduler
-    threads_per_worker: int = 2  # concurrent CT tasks per worker: load / render / write overlap
+    threads_per_worker: int = 0  # concurrent CT tasks per worker (0 = auto, see worker_threads)
     retries: int = 2  # times a CT may lose its worker before it is marked failed
     gpus: int = 0  # local CUDA devices to pin workers to (0 = CPU cluster)
+
+
+def worker_threads(spec: ClusterSpec, n_workers: int) -> int:
+    """CT tasks a local worker runs at once. CPU workers: 2 (one decodes while one renders; the
+    cores already go to torch's threads). GPU workers: the cores shared out between them, because
+    decoding a compressed CT costs ~1 CPU-second while its views take milliseconds on the GPU, so
+    the GPU is fed only when many CTs decode at once."""
+    if spec.threads_per_worker:
+        return spec.threads_per_worker
+    if spec.gpus:
+        return max(2, (os.cpu_count() or 1) // n_workers)
+    return 2
 
 
 def start_client(spec: ClusterSpec):
@@ -49,7 +61,7 @@ def _local_cluster(spec: ClusterSpec):
     torch_threads = str(max(1, cores // len(names)))
     workers = {
         name: {"cls": Nanny, "options": {
-            "nthreads": spec.threads_per_worker, "host": "127.0.0.1", "name": name,
+            "nthreads": worker_threads(spec, len(names)), "host": "127.0.0.1", "name": name,
             "env": {**env, "OMP_NUM_THREADS": torch_threads, "DRRKIT_TORCH_THREADS": torch_threads},
             "memory_limit": 0, "silence_logs": 40}}
         for name, env in zip(names, envs)
