@@ -6,6 +6,10 @@ the output grid. On the CT's own grid it is exact. On another grid it is the den
 over each output voxel (a Gaussian prefilter with the variance of the voxel-size ratio, then
 trilinear sampling): an approximation of what a perfect reconstruction on that grid would hold.
 Outside the CT the density is 0, as DiffDRR's renderer sees it.
+
+For projections (model-predicted views against DRRs): `view_quality`, per-view PSNR and 2D SSIM
+with a stated data range; `scale_fitted`, PSNR/SSIM of the volume's best scalar multiple (for
+volumes in relative units).
 """
 
 from __future__ import annotations
@@ -82,6 +86,42 @@ def ssim(recon: np.ndarray, truth: np.ndarray, slab: int = 32) -> float:
         total += float(core.sum(dtype=np.float64))
         count += core.size
     return total / count
+
+
+def ssim_2d(image: np.ndarray, truth: np.ndarray, data_range: float) -> float:
+    """Mean SSIM of one image (skimage, 7×7 uniform window or the largest odd one that fits)."""
+    from skimage.metrics import structural_similarity
+
+    image, truth = _check(image, truth)
+    win = min(SSIM_WINDOW, *(s if s % 2 else s - 1 for s in truth.shape))
+    if win < 3:
+        raise ValueError(f"SSIM needs an image of at least 3 pixels per axis, got {truth.shape}")
+    return float(structural_similarity(truth, image, data_range=data_range, win_size=win))
+
+
+def view_quality(images: np.ndarray, truth: np.ndarray, data_range: float) -> dict:
+    """PSNR (`data_range`² / MSE) and 2D SSIM of each of K images (K, H, W) against the truth:
+    means over the views and the per-view values."""
+    images, truth = _check(images, truth)
+    per_view = []
+    for image, true in zip(images, truth):
+        mse = float(np.mean((image.astype(np.float64) - true) ** 2))
+        value = float("inf") if mse == 0 else float(10 * np.log10(data_range ** 2 / mse))
+        per_view.append({"psnr_db": value, "ssim": ssim_2d(image, true, data_range)})
+    return {"psnr_db": float(np.mean([v["psnr_db"] for v in per_view])),
+            "ssim": float(np.mean([v["ssim"] for v in per_view])), "data_range": float(data_range),
+            "per_view": per_view}
+
+
+def scale_fitted(recon: np.ndarray, truth: np.ndarray) -> dict:
+    """PSNR/SSIM after the least-squares scale a = <recon, truth> / <recon, recon>: how good the
+    volume is up to its units (the only fair measure of a volume in relative units)."""
+    recon, truth = _check(recon, truth)
+    r = recon.astype(np.float64).ravel()
+    denom = float(r @ r)
+    a = float(r @ truth.astype(np.float64).ravel()) / denom if denom > 0 else 0.0
+    fitted = (recon * a).astype(np.float32)
+    return {"scale": a, "psnr_db": psnr(fitted, truth), "ssim": ssim(fitted, truth)}
 
 
 def _check(recon: np.ndarray, truth: np.ndarray):

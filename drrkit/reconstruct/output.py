@@ -1,4 +1,5 @@
-"""Writing a reconstruction: NIfTI with the honest affine, the JSON report, a PNG of slices."""
+"""Writing a reconstruction: NIfTI with the honest affine, the JSON report, a PNG of slices, and
+(for model-predicted projections) a PNG of predicted beside true views."""
 
 from __future__ import annotations
 
@@ -67,6 +68,37 @@ def save_slices_figure(path: str | Path, grid: OutputGrid, recon: np.ndarray, tr
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{name}: {view}", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_views_figure(path: str | Path, yaw_deg, predicted: np.ndarray, true: np.ndarray | None = None,
+                      title: str = "", columns: int = 5) -> Path:
+    """Up to `columns` views evenly spaced over the K views (K, H, W) in the model's [0, 1] space:
+    predicted, and with `true` the true view and the difference below it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    picks = np.unique(np.round(np.linspace(0, len(predicted) - 1, min(columns, len(predicted)))).astype(int))
+    rows = [("predicted", predicted)] + ([("true", true), ("difference", predicted - true)] if true is not None else [])
+    fig, axes = plt.subplots(len(rows), len(picks), figsize=(2.4 * len(picks), 2.5 * len(rows)), squeeze=False)
+    for r, (name, images) in enumerate(rows):
+        diff = name == "difference"
+        for c, k in enumerate(picks):
+            ax = axes[r, c]
+            ax.imshow(images[k], cmap="coolwarm" if diff else "gray", vmin=-0.5 if diff else 0.0,
+                      vmax=0.5 if diff else 1.0, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{name} {float(yaw_deg[k]):+.0f}°", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

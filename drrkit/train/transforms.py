@@ -21,18 +21,28 @@ import torch.nn.functional as F
 ROBUST_PERCENTILES = (0.5, 99.5)
 
 
-def normalise(image: np.ndarray | torch.Tensor, kind: str = "minmax") -> torch.Tensor:
-    """Per-image display transform to [0, 1] (see module docstring). Input (H, W) or (..., H, W)."""
-    x = torch.as_tensor(np.asarray(image, dtype=np.float32) if isinstance(image, np.ndarray) else image,
-                        dtype=torch.float32)
-    flat = x.reshape(*x.shape[:-2], -1)
+def _as_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(image, dtype=np.float32) if isinstance(image, np.ndarray) else image,
+                           dtype=torch.float32)
+
+
+def display_range(image: np.ndarray | torch.Tensor, kind: str = "minmax") -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high) per image of (H, W) or (..., H, W): what `normalise` maps to 0 and 1."""
+    flat = _as_tensor(image)
+    flat = flat.reshape(*flat.shape[:-2], -1)
     if kind == "minmax":
-        low, high = flat.amin(-1), flat.amax(-1)
-    elif kind == "robust":
+        return flat.amin(-1), flat.amax(-1)
+    if kind == "robust":
         q = torch.tensor([p / 100.0 for p in ROBUST_PERCENTILES])
         low, high = torch.quantile(flat, q, dim=-1)
-    else:
-        raise ValueError(f"unknown intensity transform {kind!r}")
+        return low, high
+    raise ValueError(f"unknown intensity transform {kind!r}")
+
+
+def normalise(image: np.ndarray | torch.Tensor, kind: str = "minmax") -> torch.Tensor:
+    """Per-image display transform to [0, 1] (see module docstring). Input (H, W) or (..., H, W)."""
+    x = _as_tensor(image)
+    low, high = display_range(x, kind)
     low, high = low[..., None, None], high[..., None, None]
     scale = torch.where(high > low, high - low, torch.ones_like(high))
     return ((x - low) / scale).clamp_(0.0, 1.0) * (high > low)
