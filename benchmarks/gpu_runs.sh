@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU-machine measurements behind benchmarks/results/*-$T.json, in the order they were run.
-# Usage (repo root, on the GPU machine, wheels from ../shared/tools/gpu-wheels.sh in .whl/):
-#   bash benchmarks/gpu_runs.sh render|train|evaluate  RESULTS_DIR
+# The GPU-machine measurements behind benchmarks/results/*-h100.* and *-h200.*, in the order they ran.
+# Usage (repo root, on the GPU machine, wheels from `EXTRA=isal bash ../shared/tools/gpu-wheels.sh` in
+# .whl/: the GPU image lacks isal, drrkit's .nii.gz decoder):
+#   bash benchmarks/gpu_runs.sh render|corpus|train|final  RESULTS_DIR
 # Each step has its own time limit and log; a failing step is recorded and the next one runs.
 set -u
 part=$1; R=$2; mkdir -p "$R"
