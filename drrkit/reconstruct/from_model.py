@@ -34,9 +34,10 @@ import numpy as np
 
 from drrkit.reconstruct.fdk import FDKConfig
 from drrkit.reconstruct.iterative import IterativeConfig
+from drrkit.reconstruct.run import (beside, check_job_options, machine_info, quality, reconstruct_images,
+                                    resolve_device)
 from drrkit.reconstruct.view_units import check_units
 
-METHODS = ("fdk", "iterative")
 DEFAULT_RECIPE = "xwin"
 
 
@@ -66,13 +67,7 @@ class ModelReconstructJob:
 
     def __post_init__(self):
         check_units(self.units)
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.init not in ("fdk", "zeros"):
-            raise ValueError(f"init must be 'fdk' or 'zeros', got {self.init!r}")
-        name = Path(self.out).name.lower()
-        if not (name.endswith(".nii") or name.endswith(".nii.gz")):
-            raise ValueError(f"--out must end in .nii or .nii.gz, got {self.out}")
+        check_job_options(self.method, self.init, self.out)
         if self.store is None and self.cxr is None:
             raise ValueError("the model path needs an input: --store (its CT's frontal view) or --cxr IMAGE")
         if self.store is None and (self.truth or self.units == "oracle" or self.ct is not None):
@@ -92,7 +87,6 @@ def reconstruct_from_model(job: ModelReconstructJob, model=None, on_iteration=No
     import torch
 
     from drrkit.reconstruct.model_views import load_view_model
-    from drrkit.reconstruct.run import resolve_device
     from drrkit.train.transforms import to_model_input
 
     seconds: dict = {}
@@ -194,7 +188,6 @@ def _reconstruct_and_measure(job, plan, model, views: PredictedViews, device: st
     from drrkit.reconstruct.inputs import load_source_ct
     from drrkit.reconstruct.metrics import truth_on_grid
     from drrkit.reconstruct.output import write_nifti
-    from drrkit.reconstruct.run import reconstruct_images
 
     truth = None
     if job.truth:
@@ -234,7 +227,6 @@ def view_metrics(views: PredictedViews, yaw_deg: np.ndarray, known: bool) -> dic
 
 def volume_metrics(volume: np.ndarray, truth: np.ndarray, coverage, n_views: int, known: bool) -> dict:
     from drrkit.reconstruct.metrics import scale_fitted
-    from drrkit.reconstruct.run import quality
 
     out = quality(volume, truth, coverage, n_views) if known else {
         "absolute": "not measured: the volume is in relative units (radiograph of unknown scale)"}
@@ -246,7 +238,6 @@ def _report(job, plan, model, views: PredictedViews, device: str, details: dict)
     import torch
 
     from drrkit import __version__
-    from drrkit.reconstruct.run import machine_info
 
     params: dict = {"init": job.init, "fdk": asdict(job.fdk)}
     if job.method == "iterative":
@@ -267,7 +258,6 @@ def _report(job, plan, model, views: PredictedViews, device: str, details: dict)
 
 def _figures(job, plan, views: PredictedViews, volume, truth, report: dict) -> dict:
     from drrkit.reconstruct.output import save_slices_figure, save_views_figure
-    from drrkit.reconstruct.run import beside
 
     figure = job.figure or beside(job.out, ".png")
     views_figure = beside(figure, "-views.png")

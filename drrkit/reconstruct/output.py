@@ -68,14 +68,7 @@ def save_slices_figure(path: str | Path, grid: OutputGrid, recon: np.ndarray, tr
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{name}: {view}", fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 def save_views_figure(path: str | Path, yaw_deg, predicted: np.ndarray, true: np.ndarray | None = None,
@@ -99,6 +92,13 @@ def save_views_figure(path: str | Path, yaw_deg, predicted: np.ndarray, true: np
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{name} {float(yaw_deg[k]):+.0f}°", fontsize=9)
+    return _save(fig, path, title)
+
+
+def _save(fig, path: str | Path, title: str) -> Path:
+    """Title, lay out, write (folders made) and close a figure."""
+    import matplotlib.pyplot as plt
+
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -46,13 +46,19 @@ class ReconstructJob:
     ct_path: Path | None = None  # moved copy of the source CT, for the truth
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.init not in ("fdk", "zeros"):
-            raise ValueError(f"init must be 'fdk' or 'zeros', got {self.init!r}")
-        name = Path(self.out).name.lower()
-        if not (name.endswith(".nii") or name.endswith(".nii.gz")):
-            raise ValueError(f"--out must end in .nii or .nii.gz, got {self.out}")
+        check_job_options(self.method, self.init, self.out)
+
+
+def check_job_options(method: str, init: str, out: Path) -> None:
+    """The options every reconstruct job shares (store or model path): a known method and start,
+    and a NIfTI output name."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if init not in ("fdk", "zeros"):
+        raise ValueError(f"init must be 'fdk' or 'zeros', got {init!r}")
+    name = Path(out).name.lower()
+    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+        raise ValueError(f"--out must end in .nii or .nii.gz, got {out}")
 
 
 def output_grid(ct_grid: OutputGrid, shape=None, spacing: float | None = None) -> OutputGrid:

@@ -201,6 +201,10 @@ class _Scene:
         self.workers = torch.get_num_threads() if self.device.type == "cpu" else 1
         self.engine = backend.engine_for(self.device)
         self.layouts = None  # triton engine: the density once per marching axis (triton_march.layouts)
+        # pixel centres on the device once per CT, not per batch (float64 for the torch engine's
+        # coordinates, float32 for the kernel's)
+        dtype = torch.float32 if self.engine == "triton" else torch.float64
+        self.points = torch.as_tensor(backend._points, dtype=dtype, device=self.device)
 
     def stack(self, axis: int) -> SlabStack:
         if axis not in self.stacks:
@@ -225,10 +229,10 @@ class _Scene:
             if self.layouts is None:  # per CT, laid out for the first batch's views; then the
                 self.layouts = triton_march.layouts(self.density, mats)  # cropped copy is not needed
                 self.density = None
-            return triton_march.project(self.layouts, mats, torch.as_tensor(self.backend._points),
+            return triton_march.project(self.layouts, mats, self.points,
                                         det.height, det.width, self.backend.method)
         mats = torch.as_tensor(cam_to_voxel, dtype=torch.float64, device=self.device)
-        points = torch.as_tensor(self.backend._points, dtype=torch.float64, device=self.device)
+        points = self.points
         # the source is the camera origin; a ray's direction is its pixel's camera position rotated
         direction = torch.einsum("bij,nj->bni", mats[:, :3, :3], points).reshape(-1, 3)
         source = mats[:, :3, 3].repeat_interleave(len(points), dim=0)
