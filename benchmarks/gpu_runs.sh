@@ -2,7 +2,7 @@
 # The GPU-machine measurements behind benchmarks/results/*-h100.* and *-h200.*, in the order they ran.
 # Usage (repo root, on the GPU machine, wheels from `EXTRA=isal bash ../shared/tools/gpu-wheels.sh` in
 # .whl/: the GPU image lacks isal, drrkit's .nii.gz decoder):
-#   bash benchmarks/gpu_runs.sh render|corpus|train|final  RESULTS_DIR
+#   bash benchmarks/gpu_runs.sh render|corpus|train|final|corpus-procs  RESULTS_DIR
 # Each step has its own time limit and log; a failing step is recorded and the next one runs.
 set -u
 part=$1; R=$2; mkdir -p "$R"
@@ -67,6 +67,12 @@ final)  # fourth call: the phantom cohort, 1,000 steps of each run, evaluation, 
       --steps 1000 --out "$W/run-mim"
   step evaluate-compare 60 python3 -m drrkit evaluate "$W/run-wm" --compare "$W/run-mim"
   cp "$W/run-wm/evaluation.json" "$R/train-eval-$T.json"
+  ;;
+corpus-procs)  # next GPU session (issue 3): several worker processes per GPU, faster NIfTI reads
+  step pytest-gpu 200 python3 -m pytest -q -m gpu -p no:cacheprovider tests/pipeline tests/render
+  step bench-corpus 420 python3 benchmarks/bench_corpus.py --n-cts 64 --depth 300 --height 256 --device cuda \
+      --workers 1 8 16 --peer-cts 4 --workdir "$W/corpus" --out "$R/corpus-$T.json"
+  rm -rf "$W/corpus"
   ;;
 esac
 nvidia-smi > "$R/nvidia-smi-end.txt" 2>&1

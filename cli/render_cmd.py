@@ -33,8 +33,9 @@ def render(
     dtype: str = typer.Option("float32", "--dtype", help="Stored image dtype: float32 | float16."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count CTs, views and bytes; render nothing."),
-    workers: int = typer.Option(0, "--workers", help="Local Dask worker processes (on CUDA: one per GPU, "
-                                "at most the GPU count). 0 = render in this process."),
+    workers: str = typer.Option("0", "--workers", help="Local Dask worker processes, or 'auto' (half the "
+                                "cores, at least one per GPU). On CUDA they share the GPUs round-robin: "
+                                "several per GPU keep it fed while CTs decode. 0 = render in this process."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler "
                                             "(workers must see --out and the CTs at the same paths)."),
     threads_per_worker: int = typer.Option(0, "--threads-per-worker", help="CT tasks per worker at once "
@@ -56,8 +57,10 @@ def render(
         usage_error("--delx needs --height")
     if ct_dir is not None and manifest is not None:
         usage_error("give --ct-dir or --manifest, not both")
-    if workers < 0 or retries < 0 or threads_per_worker < 0:
-        usage_error("--workers, --retries and --threads-per-worker must be >= 0")
+    if workers != "auto" and not workers.isdigit():
+        usage_error(f"--workers must be a number >= 0 or 'auto', got {workers!r}")
+    if retries < 0 or threads_per_worker < 0:
+        usage_error("--retries and --threads-per-worker must be >= 0")
     try:
         recipe = load_recipe(poses)
         if height is not None:
@@ -78,18 +81,21 @@ def render(
     raise typer.Exit(code)
 
 
-def cluster_spec(workers: int, scheduler: str | None, threads: int, retries: int, device: str):
+def cluster_spec(workers: str, scheduler: str | None, threads: int, retries: int, device: str):
     """None (render in this process) unless --workers or --scheduler asks for Dask."""
     from drrkit.pipeline import ClusterSpec
+    from drrkit.pipeline.cluster import auto_workers
 
     if scheduler:
         return ClusterSpec(scheduler=scheduler, retries=retries, threads_per_worker=threads)
-    if workers == 0:
+    if workers == "0":
         return None
-    gpus = 0
+    gpus, memory = 0, None
     if device != "cpu":
         import torch
 
         if torch.cuda.is_available():
-            gpus = min(workers, torch.cuda.device_count())
-    return ClusterSpec(workers=workers, gpus=gpus, threads_per_worker=threads, retries=retries)
+            gpus = torch.cuda.device_count()
+            memory = min(torch.cuda.get_device_properties(i).total_memory for i in range(gpus)) / 2**30
+    n = auto_workers(gpus, memory) if workers == "auto" else int(workers)
+    return ClusterSpec(workers=n, gpus=min(n, gpus), threads_per_worker=threads, retries=retries)

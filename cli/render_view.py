@@ -51,9 +51,11 @@ def print_summary(report) -> None:
     phases = report.phase_seconds()
     split = ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()) or "nothing rendered"
     done = len(report.results) - len(report.failed)
+    steady = report.steady_views_per_second()
+    rate = f", {steady:.1f} views/s after the first CT" if steady else ""
     console.print(f"[bold green]{done}[/] CT(s) rendered, {report.views_rendered} views in "
-                  f"{report.wall_seconds:.1f}s ({split}); {report.skipped_done} already done; "
-                  f"backend {report.backend['backend']} on {report.backend['device']}")
+                  f"{report.wall_seconds:.1f}s{rate} (summed over CTs: {split}); {report.skipped_done} "
+                  f"already done; backend {report.backend['backend']} on {report.backend['device']}")
     if report.peak_memory_bytes:
         console.print(f"peak device memory {report.peak_memory_bytes / 2**30:.2f} GiB")
     if report.cluster:

@@ -226,7 +226,9 @@ def read_dicom_series(files: list[Path], series_uid: str | None = None) -> CTVol
     normal = np.cross(iop[:3], iop[3:])
     normal /= np.linalg.norm(normal)
     datasets, pos, step = _sort_and_space(folder, datasets, normal)
-    hu = np.empty((size[1], size[0], len(datasets)), dtype=np.float32)
+    # Fortran order: each slice is one contiguous block, as in a NIfTI file (no strided writes,
+    # and CTVolume.checksum hashes it in place)
+    hu = np.empty((size[1], size[0], len(datasets)), dtype=np.float32, order="F")
     rescale = set()
     for k, (path, ds) in enumerate(datasets):
         hu[:, :, k], slope, inter = _slice_hu(path, ds, size)

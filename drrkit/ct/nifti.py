@@ -3,7 +3,8 @@
 The voxel→world map is nibabel's best affine (`img.affine`: the sform if its code is set,
 else the qform, else nibabel's pixdim-only fallback), which is RAS+ millimetres by the
 NIfTI definition. Voxel values are returned as float32 with the header's scl_slope /
-scl_inter applied (they are taken to be Hounsfield units).
+scl_inter applied (they are taken to be Hounsfield units), in the file's memory order (Fortran:
+the first voxel axis varies fastest), which every consumer takes as it is.
 
 Nothing is repaired silently: a truncated or corrupt file, a 2D or 4D image, non-finite
 voxels or a singular affine each raise a typed `CTReadError` naming the file and the reason.
@@ -21,6 +22,7 @@ from isal.igzip import decompress as gunzip  # ISA-L: same bytes and checks as g
 from isal.igzip_lib import IsalError
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
+from nibabel.volumeutils import apply_read_scaling
 
 from drrkit.ct.errors import NonFiniteValues, Not3D, UnreadableFile
 from drrkit.ct.volume import CTVolume
@@ -83,14 +85,38 @@ def _load_image(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
             # parallel: 0.62 s vs 1.48 s); measured on the 2-core dev machine
             raw = gunzip(path.read_bytes())
             img = _nifti_class(path, raw).from_bytes(raw)
+            data = _scaled_voxels(path, img, raw)
         else:
             img = nib.load(str(path), mmap=False)
-        if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-            raise UnreadableFile(path, f"not a NIfTI image (nibabel read it as {type(img).__name__})")
-        data = np.asarray(img.get_fdata(dtype=np.float32, caching="unchanged"), dtype=np.float32)
+            if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+                raise UnreadableFile(path, f"not a NIfTI image (nibabel read it as {type(img).__name__})")
+            data = np.asarray(img.get_fdata(dtype=np.float32, caching="unchanged"), dtype=np.float32)
     except _READ_ERRORS as exc:
         raise UnreadableFile(path, f"cannot read NIfTI ({_error_name(exc)}: {exc})") from exc
     return img, data
+
+
+def _scaled_voxels(path: Path, img: nib.Nifti1Image, raw: bytes) -> np.ndarray:
+    """float32 HU straight from the decompressed bytes, in the file's (Fortran) voxel order:
+    the values of nibabel's `get_fdata(dtype=float32)` (its own read-scaling, same float types)
+    without its intermediate copy of the raw voxels. 0.04 s instead of 0.18 s for a 512x512x300
+    int16 CT, and no C-order copy after it (1.7 s) - measured on the 2-core dev machine."""
+    proxy = img.dataobj
+    count = int(np.prod(proxy.shape))
+    end = int(proxy.offset) + count * proxy.dtype.itemsize
+    if len(raw) < end:
+        raise UnreadableFile(path, f"voxel data is truncated: the header asks for {end} bytes, "
+                                   f"the file holds {len(raw)} after decompression")
+    voxels = np.frombuffer(raw, dtype=proxy.dtype, count=count, offset=int(proxy.offset))
+    voxels = voxels.reshape(proxy.shape, order=proxy.order)
+    slope, inter = np.asarray(proxy.slope), np.asarray(proxy.inter)
+    if slope == 1 and inter == 0:
+        return voxels.astype(np.float32)
+    # as nibabel's ArrayProxy._get_scaled: factors in float32 where they fit, scaled in the
+    # smallest float type that holds the voxel range (float32 for 8/16-bit integers)
+    slope = slope.astype(np.float32) if np.can_cast(slope, np.float32) else slope
+    inter = inter.astype(np.float32) if np.can_cast(inter, np.float32) else inter
+    return apply_read_scaling(voxels, slope, inter).astype(np.float32, copy=False)
 
 
 def _as_3d(path: Path, data: np.ndarray) -> np.ndarray:
@@ -154,7 +180,7 @@ def read_nifti(path: str | Path) -> CTVolume:
         "scl_inter": None if inter is None else float(inter),
     }
     return CTVolume(
-        hu=np.ascontiguousarray(data, dtype=np.float32),
+        hu=data,  # float32 in the file's voxel order (Fortran for NIfTI): no reordering copy
         affine=affine,
         id=safe_id(nifti_stem(path)),
         source=str(path),

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# Tags the checksum's definition (checksum below); bare hex values come from drrkit 0.1.0 stores.
+CHECKSUM_PREFIX = "sha256f:"
+
 
 @dataclass(frozen=True, eq=False)
 class CTVolume:
@@ -43,8 +46,20 @@ class CTVolume:
         return int(self.hu.nbytes)
 
     def checksum(self) -> str:
-        """SHA-256 of the HU array and affine: identifies the exact data that was rendered."""
+        """'sha256f:' + SHA-256 of the HU values (float32, first voxel axis fastest: the NIfTI
+        on-disk order, so a volume read from NIfTI is hashed in place) and then the affine (float64).
+        Identifies the exact data that was rendered, whatever the array's memory layout."""
         h = hashlib.sha256()
-        h.update(np.ascontiguousarray(self.hu, dtype=np.float32))  # buffer, no extra bytes copy
+        h.update(np.asfortranarray(self.hu, dtype=np.float32).T)  # .T of Fortran order: a C buffer
         h.update(np.ascontiguousarray(self.affine, dtype=np.float64).tobytes())
-        return h.hexdigest()
+        return CHECKSUM_PREFIX + h.hexdigest()
+
+    def matches_checksum(self, recorded: str) -> bool:
+        """Whether `recorded` (a store's cts/checksum) names this data; also takes the bare-hex
+        SHA-256 of C-order values that drrkit 0.1.0 stores hold."""
+        if recorded.startswith(CHECKSUM_PREFIX):
+            return recorded == self.checksum()
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.hu, dtype=np.float32))
+        h.update(np.ascontiguousarray(self.affine, dtype=np.float64).tobytes())
+        return recorded == h.hexdigest()

@@ -44,6 +44,15 @@ class RunReport:
                 totals[phase] = totals.get(phase, 0.0) + secs
         return totals
 
+    def steady_views_per_second(self) -> float | None:
+        """Views per second between the first and the last CT finished: the rate a long corpus
+        settles at, without process start-up, cluster start and first-kernel compilation (which
+        whole-run views/s includes). None with fewer than 2 finished CTs."""
+        done = sorted((r for r in self.results if r.status == "done" and r.finished), key=lambda r: r.finished)
+        if len(done) < 2 or done[-1].finished <= done[0].finished:
+            return None
+        return sum(r.views for r in done[1:]) / (done[-1].finished - done[0].finished)
+
     @property
     def exit_code(self) -> int:
         if self.interrupted:
@@ -56,7 +65,8 @@ class RunReport:
                            for r in self.results]
         data.update(views_rendered=self.views_rendered, phase_seconds=self.phase_seconds(),
                     failed=[r.ct_id for r in self.failed], exit_code=self.exit_code,
-                    views_per_second=self.views_rendered / self.wall_seconds if self.wall_seconds else None)
+                    views_per_second=self.views_rendered / self.wall_seconds if self.wall_seconds else None,
+                    steady_views_per_second=self.steady_views_per_second())
         return data
 
     def write(self, path: str | Path) -> Path:

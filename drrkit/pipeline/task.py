@@ -31,6 +31,7 @@ class CTResult:
     views: int = 0
     timings: dict = field(default_factory=dict)  # seconds: load, render, write
     worker: str = ""  # Dask worker name (empty in-process)
+    finished: float = 0.0  # wall-clock time (epoch seconds) the task ended with its rows written
 
 
 def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Renderer,
@@ -67,4 +68,5 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
     t3 = time.perf_counter()
     result.status, result.views = "done", len(poses)
     result.timings = {"load": t1 - t0, "render": t2 - t1, "write": t3 - t2}
+    result.finished = time.time()
     return result

@@ -113,7 +113,7 @@ def load_source_ct(proj: Projections, ct_path: str | Path | None = None) -> CTVo
             ct = load_ct(match[0])
     except (CTReadError, OSError) as exc:
         raise ReconstructError(f"{proj.where}: cannot read the source CT {path} ({exc})") from exc
-    if proj.checksum and ct.checksum() != proj.checksum:
+    if proj.checksum and not ct.matches_checksum(proj.checksum):
         raise ReconstructError(f"{proj.where}: the source CT {path} differs from the one rendered "
                                f"(checksum mismatch): no trustworthy truth")
     return ct

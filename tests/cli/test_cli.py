@@ -26,6 +26,18 @@ def test_usage_errors_exit_2(tmp_path):
     assert run("render", "--out", tmp_path / "a.zarr", "--ct-dir", tmp_path / "missing").exit_code == 2
     assert run("render", "--out", tmp_path / "a.zarr", "--dtype", "int8").exit_code == 2
     assert run("inspect", tmp_path / "none.zarr").exit_code == 2
+    bad_workers = run("render", "--out", tmp_path / "a.zarr", "--workers", "many")
+    assert bad_workers.exit_code == 2 and "--workers" in bad_workers.output
+
+
+def test_workers_option_builds_the_cluster_asked_for():
+    from cli.render_cmd import cluster_spec
+    from drrkit.pipeline.cluster import auto_workers
+
+    assert cluster_spec("0", None, 0, 2, "cpu") is None
+    assert cluster_spec("3", None, 0, 2, "cpu").workers == 3
+    auto = cluster_spec("auto", None, 0, 2, "cpu")
+    assert auto.workers == auto_workers(0) and auto.gpus == 0
 
 
 def test_dry_run_on_bundled_ct(tmp_path):

@@ -158,3 +158,37 @@ def test_bundled_ct():
     np.testing.assert_allclose(vol.spacing, (0.703125, 0.703125, 2.5), atol=1e-6)
     assert vol.id == "cxr" and vol.hu.dtype == np.float32
     assert -1100 < float(np.median(vol.hu)) < 500  # HU, not raw offsets
+
+
+# The .nii.gz fast path reads voxels straight from the decompressed bytes; it must give exactly
+# nibabel's get_fdata(float32) for every stored type, byte order and scaling.
+@pytest.mark.parametrize("dtype,slope,inter", [
+    ("<i2", 1.0, 0.0), ("<i2", 1.0, -1024.0), ("<i2", 0.5, -1000.25), (">i2", 1.0, -1024.0),
+    ("u1", 4.0, -1000.0), ("<i4", 0.1, 0.0), ("<u2", 1.0, -32768.0), ("<f4", 1.0, 0.0), (">f8", 2.0, 1.0),
+])
+def test_gz_voxels_equal_nibabel_get_fdata(tmp_path, ctw, dtype, slope, inter):
+    import gzip
+
+    import nibabel as nib
+
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    lo, hi = (max(info.min, -3000), min(info.max, 3000)) if info else (-3000, 3000)
+    data = RNG.integers(lo, hi, size=(7, 6, 5)).astype(dtype)
+    plain = ctw.write_nifti(tmp_path / "v.nii", data, np.eye(4), scl_slope=slope, scl_inter=inter)
+    gz = tmp_path / "v.nii.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    expected = nib.load(str(plain)).get_fdata(dtype=np.float32)
+    vol = read_nifti(gz)
+    assert vol.hu.dtype == np.float32 and vol.hu.flags.f_contiguous  # the file's order, not copied
+    np.testing.assert_array_equal(vol.hu, expected)
+    np.testing.assert_array_equal(read_nifti(plain).hu, expected)
+
+
+def test_gz_with_short_voxel_block_is_unreadable(tmp_path, ctw):
+    import gzip
+
+    plain = ctw.write_nifti(tmp_path / "v.nii", DATA, np.eye(4))
+    gz = tmp_path / "short.nii.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()[:-10]))  # a valid gzip stream, voxels cut short
+    with pytest.raises(UnreadableFile, match="short.nii.gz"):
+        read_nifti(gz)

@@ -150,3 +150,20 @@ def test_manifest_carries_columns_into_the_store(cohort, tmp_path):
     reports = list(corpus.root["cts/extra/report"][:])
     assert reports[ids.index("phantom_0002")] == "nodule, right upper lobe"
     assert statuses(out)["gone"]["status"] == "failed"
+
+
+@pytest.mark.gpu
+def test_several_workers_share_one_gpu_and_match_an_in_process_run(cohort, tmp_path):
+    """--workers 3 on one GPU: three processes pinned to GPU 0, more than one used, images equal to
+    one process rendering the same CTs with the same (fast, CUDA) renderer (to float32 rounding:
+    each process autotunes its own kernel tiles)."""
+    fast = dict(backend="auto", device="cuda", batch_size=None)
+    ref_out, out = tmp_path / "ref.zarr", tmp_path / "shared.zarr"
+    render_corpus(RenderJob(recipe=Recipe.from_dict(RECIPE), out=ref_out, ct_dir=cohort, **fast))
+    report = render_corpus(RenderJob(recipe=Recipe.from_dict(RECIPE), out=out, ct_dir=cohort, **fast),
+                           cluster=ClusterSpec(workers=3, gpus=1, threads_per_worker=1))
+    assert report.exit_code == 3 and report.cluster["workers"] == 3
+    assert {r.worker for r in report.results if r.status == "done"} <= {"gpu0", "gpu0.1", "gpu0.2"}
+    assert len({r.worker for r in report.results if r.status == "done"}) >= 2
+    np.testing.assert_allclose(np.asarray(open_corpus(out).images[:]), np.asarray(open_corpus(ref_out).images[:]),
+                               rtol=1e-5, atol=1e-5)
