@@ -161,6 +161,7 @@ def drrkit_run(ct_dir: Path, out: Path, workers: str, args) -> dict:
     return {"command": " ".join(cmd[1:]), "workers": workers, "wall_s": wall, "views": report["views_rendered"],
             "views_per_s": report["views_rendered"] / wall,
             "steady_views_per_s": report.get("steady_views_per_second"),
+            "first_ct_after_s": report.get("first_ct_after_seconds"),
             "phase_seconds_summed_over_cts": report["phase_seconds"],
             "backend": report["backend"], "cluster": report.get("cluster"), **sampler.summary()}
 

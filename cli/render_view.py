@@ -52,7 +52,8 @@ def print_summary(report) -> None:
     split = ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()) or "nothing rendered"
     done = len(report.results) - len(report.failed)
     steady = report.steady_views_per_second()
-    rate = f", {steady:.1f} views/s after the first CT" if steady else ""
+    rate = (f", {steady:.1f} views/s after the first CT (done {report.first_ct_after_seconds():.1f}s into the run)"
+            if steady else "")
     console.print(f"[bold green]{done}[/] CT(s) rendered, {report.views_rendered} views in "
                   f"{report.wall_seconds:.1f}s{rate} (summed over CTs: {split}); {report.skipped_done} "
                   f"already done; backend {report.backend['backend']} on {report.backend['device']}")

@@ -19,6 +19,7 @@ class RunReport:
     backend: dict
     n_cts: int
     views_per_ct: int
+    started: float = 0.0  # wall-clock time (epoch seconds) the run began
     skipped_done: int = 0
     results: list[CTResult] = field(default_factory=list)
     wall_seconds: float = 0.0
@@ -48,10 +49,19 @@ class RunReport:
         """Views per second between the first and the last CT finished: the rate a long corpus
         settles at, without process start-up, cluster start and first-kernel compilation (which
         whole-run views/s includes). None with fewer than 2 finished CTs."""
-        done = sorted((r for r in self.results if r.status == "done" and r.finished), key=lambda r: r.finished)
+        done = self._finished()
         if len(done) < 2 or done[-1].finished <= done[0].finished:
             return None
         return sum(r.views for r in done[1:]) / (done[-1].finished - done[0].finished)
+
+    def first_ct_after_seconds(self) -> float | None:
+        """Seconds from the start of the run to the first CT finished: start-up (imports, cluster,
+        CUDA contexts, kernel compilation) plus one CT. None when none finished."""
+        done = self._finished()
+        return done[0].finished - self.started if done and self.started else None
+
+    def _finished(self) -> list[CTResult]:
+        return sorted((r for r in self.results if r.status == "done" and r.finished), key=lambda r: r.finished)
 
     @property
     def exit_code(self) -> int:
@@ -66,7 +76,8 @@ class RunReport:
         data.update(views_rendered=self.views_rendered, phase_seconds=self.phase_seconds(),
                     failed=[r.ct_id for r in self.failed], exit_code=self.exit_code,
                     views_per_second=self.views_rendered / self.wall_seconds if self.wall_seconds else None,
-                    steady_views_per_second=self.steady_views_per_second())
+                    steady_views_per_second=self.steady_views_per_second(),
+                    first_ct_after_seconds=self.first_ct_after_seconds())
         return data
 
     def write(self, path: str | Path) -> Path:

@@ -59,13 +59,14 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
                   on_start: Callable[[int, int], None] | None = None,
                   cluster: ClusterSpec | None = None, task: Callable | None = None) -> RunReport:
     """Render every planned CT into `job.out`; resume when the store already holds some of them."""
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     plan = plan_corpus(job.ct_dir, job.manifest, job.labels_dir)
     renderer = None if cluster else _local_renderer(job)
     backend = renderer.describe() if renderer else {"backend": job.backend, "device": job.device}
     writer = create_or_open(job.out, job.recipe, plan.entries, image_dtype=job.image_dtype,
                             overwrite=job.overwrite, run_info={"renderer": backend}, extras=plan.extras)
-    report = RunReport(str(job.out), job.recipe.name, backend, len(plan.entries), job.recipe.views_per_ct())
+    report = RunReport(str(job.out), job.recipe.name, backend, len(plan.entries), job.recipe.views_per_ct(),
+                       started=started)
     statuses = writer.statuses()
     todo = [i for i in range(len(plan.entries)) if statuses[i] != DONE]
     report.skipped_done = len(plan.entries) - len(todo)

@@ -38,12 +38,13 @@ def test_auto_workers_half_the_cores_bounded_by_gpu_memory(sixteen_cores):
 
 
 def test_steady_rate_counts_views_between_first_and_last_finished_ct():
-    report = RunReport("s.zarr", "xwin", {}, n_cts=4, views_per_ct=10)
+    report = RunReport("s.zarr", "xwin", {}, n_cts=4, views_per_ct=10, started=95.0)
     report.results = [CTResult(0, "a", "done", views=10, finished=100.0),
                       CTResult(1, "b", "failed", finished=0.0),
                       CTResult(2, "c", "done", views=10, finished=102.0),
                       CTResult(3, "d", "done", views=10, finished=104.0)]
     assert report.steady_views_per_second() == pytest.approx(20 / 4.0)
     assert report.to_json()["steady_views_per_second"] == pytest.approx(5.0)
+    assert report.first_ct_after_seconds() == pytest.approx(5.0)
     report.results = report.results[:2]
     assert report.steady_views_per_second() is None

@@ -24,7 +24,12 @@ def fast_yaml(tmp_path_factory, fast_cfg):
 
 
 def test_shipped_configs_load_by_name():
-    for name in ("train-xwin-tiny", "train-xwin-tiny-mim", "train-xwin-small", "train-xwin-base"):
+    from pathlib import Path
+
+    shipped = sorted(p.stem for p in (Path(__file__).parents[2] / "recipes").glob("train-*.yaml"))
+    assert {"train-xwin-tiny", "train-xwin-tiny-mim", "train-xwin-tiny-phantoms", "train-xwin-small",
+            "train-xwin-base"} <= set(shipped)
+    for name in shipped:
         cfg = load_train_config(name)
         assert isinstance(cfg, TrainConfig)
     base = load_train_config("train-xwin-base")

@@ -25,11 +25,22 @@ def test_evaluate_reports_retrieval_probes_and_baselines(trained_run):
         assert np.isfinite(r["decoded_view_psnr_db"])
     probes = report["probes"]
     assert probes["n_with_ground_truth"] == 12
-    assert set(probes["encoders"]) == {"trained_target", "trained_context", "random_init"}
+    assert set(probes["encoders"]) == {"trained_target", "trained_context", "random_init", "pixels_16x16"}
     for results in probes["encoders"].values():
         assert 0.0 <= results["nodule_present"]["auroc"] <= 1.0
         assert results["nodule_depth_ap_mm"]["n"] == 6 and results["heart_volume_ml"]["n"] == 12
-        assert results["heart_volume_ml"]["r2"] is not None
+        assert results["heart_volume_ml"]["r2"] is not None and results["lung_volume_ml"]["n"] == 12
+
+
+def test_pixel_baseline_pools_the_model_inputs():
+    from drrkit.evaluate.phantom_probe import PIXEL_GRID, pixel_features
+
+    images = torch.zeros(3, 1, 48, 48)
+    images[1, 0, :24] = 1.0  # top half bright
+    feats = pixel_features(images)
+    assert feats.shape == (3, PIXEL_GRID * PIXEL_GRID)
+    grid = feats[1].reshape(PIXEL_GRID, PIXEL_GRID)
+    assert torch.all(grid[: PIXEL_GRID // 2] == 1) and torch.all(grid[PIXEL_GRID // 2:] == 0)
 
 
 def test_evaluation_data_of_other_stores(trained_run, tiny_store):
