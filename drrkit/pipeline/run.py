@@ -15,11 +15,12 @@ from typing import Callable
 import numpy as np
 
 from drrkit.geometry.recipe import Recipe
+from drrkit.pipeline.bookkeeping import StatusLog
 from drrkit.pipeline.cluster import ClusterSpec
 from drrkit.pipeline.plan import plan_corpus
 from drrkit.pipeline.report import EXIT_INTERRUPTED, RunReport, report_path
 from drrkit.pipeline.task import CTResult, render_ct
-from drrkit.store import CorpusWriter, create_or_open
+from drrkit.store import create_or_open
 from drrkit.store.schema import DONE
 
 
@@ -73,8 +74,10 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
     if on_start:
         on_start(len(todo), report.skipped_done)
 
+    log = StatusLog(writer)
+
     def accept(result: CTResult) -> None:
-        _record(writer, result)
+        log.add(result)
         report.results.append(result)
         if on_result:
             on_result(result)
@@ -95,6 +98,8 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
                 accept(render_ct(index, plan.sources[index], job.recipe, renderer, writer))
     except KeyboardInterrupt:
         report.interrupted = True
+    finally:
+        log.flush()
     report.wall_seconds = time.perf_counter() - t0
     if renderer is not None:
         report.peak_memory_bytes = _peak(renderer.device)
@@ -112,13 +117,3 @@ def _peak(device: str) -> int | None:
     from drrkit.render.memory import peak_bytes
 
     return peak_bytes(device)
-
-
-def _record(writer: CorpusWriter, result: CTResult) -> None:
-    """Client-side bookkeeping: CT properties, then status, in that order."""
-    if result.info:
-        writer.record_ct(result.ct_index, result.info)
-    if result.status == DONE:
-        writer.mark_done(result.ct_index)
-    else:
-        writer.mark_failed(result.ct_index, result.error_kind, result.error)

@@ -151,7 +151,7 @@ def _create(path: Path, recipe: Recipe, entries: list[CTEntry], identity: dict,
 
 class CorpusWriter:
     """Writes into an existing store. `write_rows` is safe in a worker (it touches only one CT's
-    shard and chunks); `record_ct` and `mark_failed` belong to the client alone."""
+    shard and chunks); `record_cts` and `set_statuses` belong to the client alone."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -197,15 +197,19 @@ class CorpusWriter:
 
     def record_ct(self, ct_index: int, info: dict) -> None:
         """Client: a CT's properties (shape, spacing, affine, hu_min, hu_max, checksum) as read."""
-        cts = self.root["cts"]
-        cts["shape"][ct_index] = np.asarray(info["shape"], dtype=np.int32)
-        cts["spacing"][ct_index] = np.asarray(info["spacing"], dtype=np.float64)
-        cts["affine"][ct_index] = np.asarray(info["affine"], dtype=np.float64)
-        cts["hu_min"][ct_index] = info["hu_min"]
-        cts["hu_max"][ct_index] = info["hu_max"]
-        cts["checksum"][ct_index] = info["checksum"]
-        cts["labels"][ct_index] = info.get("labels", "")
-        cts["mask_structures"][ct_index] = info.get("mask_structures", "")
+        self.record_cts([(ct_index, info)])
+
+    def record_cts(self, items: list[tuple[int, dict]]) -> None:
+        """Client: the properties of several CTs, one write per array (not per CT)."""
+        if not items:
+            return
+        cts, index = self.root["cts"], np.array([i for i, _ in items])
+        columns = {"shape": np.int32, "spacing": np.float64, "affine": np.float64,
+                   "hu_min": np.float32, "hu_max": np.float32}
+        for name, dtype in columns.items():
+            cts[name].oindex[index] = np.stack([np.asarray(info[name], dtype=dtype) for _, info in items])
+        for name in ("checksum", "labels", "mask_structures"):
+            cts[name].oindex[index] = np.array([str(info.get(name, "")) for _, info in items], dtype=object)
 
     def mark_done(self, ct_index: int) -> None:
         """Client: only after the task reported its rows written."""
@@ -215,10 +219,15 @@ class CorpusWriter:
         self.set_status(ct_index, schema.FAILED, error_kind, error)
 
     def set_status(self, ct_index: int, status: str, error_kind: str = "", error: str = "") -> None:
-        cts = self.root["cts"]
-        cts["error_kind"][ct_index] = error_kind
-        cts["error"][ct_index] = error
-        cts["status"][ct_index] = status
+        self.set_statuses([(ct_index, status, error_kind, error)])
+
+    def set_statuses(self, items: list[tuple[int, str, str, str]]) -> None:
+        """Client: (ct index, status, error kind, error) of several CTs; status is written last."""
+        if not items:
+            return
+        cts, index = self.root["cts"], np.array([item[0] for item in items])
+        for column, name in ((2, "error_kind"), (3, "error"), (1, "status")):
+            cts[name].oindex[index] = np.array([item[column] for item in items], dtype=object)
 
     def statuses(self) -> np.ndarray:
         return np.asarray(self.root["cts/status"][:]) if self.root["cts/status"].shape[0] else np.array([])
