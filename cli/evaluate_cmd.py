@@ -45,12 +45,19 @@ def evaluate(
                           f"(chance {r['chance_top1']:.3f}/{r['chance_top5']:.3f}) on {r['n_cts']} CTs")
     for name, probes in report["probes"]["encoders"].items():
         console.print(f"probes {name}: " + ", ".join(f"{k} {_score(v)}" for k, v in probes.items()))
+    for name, diffs in report["probes"].get("versus_random_init", {}).items():
+        above = [k for k, d in diffs.items() if d and d["ci95"][0] > 0]
+        console.print(f"{name} above random init (95 % interval of the difference > 0): "
+                      f"{', '.join(above) or 'none'}")
     console.print(f"report: {run / 'evaluation.json'}")
 
 
 def _score(result: dict) -> str:
     value = result.get("auroc", result.get("r2"))
-    return "n/a" if value is None else f"{value:.3f}"
+    if value is None:
+        return "n/a"
+    ci = result.get("ci95")
+    return f"{value:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
 def probe(

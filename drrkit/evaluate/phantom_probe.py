@@ -8,6 +8,10 @@ linear read-out of the image alone reaches, so an encoder's number can be judged
 ~0.6 from the frontal view, but nodule presence (AUROC ~0.5) and depth (R^2 < 0) not even from the
 lateral view: those two need features a linear read-out of pixels does not have.
 
+`versus_random_init` gives, per encoder and target, the metric's difference from the random-init
+encoder on the same cases with a paired-bootstrap 95 % interval (probes.paired_difference): an
+encoder is above random init on a target only where that interval lies above 0.
+
 Ground truth comes from the phantoms.csv next to each CT file (drrkit.phantom.write_cohort), found
 through the store's cts/source and matched by path (else by CT id). CTs without ground truth are
 left out. Probes run on every CT given (the encoders never saw labels; the folds keep probe
@@ -21,11 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from drrkit.evaluate.probes import cv_auroc, cv_r2
+from drrkit.evaluate.probes import Probe, auroc_probe, paired_difference, r2_probe
 from drrkit.phantom.cohort import CSV_NAME, read_cohort_csv
 from drrkit.train.data import CTViews, ProjectionViews
 
 TARGETS = {"nodule_present": "auroc", "nodule_depth_ap_mm": "r2", "heart_volume_ml": "r2", "lung_volume_ml": "r2"}
+BASELINE = "random_init"  # the encoder every other one is compared with (paired bootstrap)
 PIXEL_GRID = 16  # the pixel baseline: model inputs average-pooled to PIXEL_GRID x PIXEL_GRID
 
 
@@ -49,16 +54,16 @@ def frontal_views(data: ProjectionViews, indices: list[int]) -> torch.Tensor:
     return torch.cat([data.read(data.cts[i], np.array([data.cts[i].context])) for i in indices])
 
 
-def run_probes(features: np.ndarray, truth: list[dict], seed: int) -> dict:
+def run_probes(features: np.ndarray, truth: list[dict], seed: int) -> dict[str, Probe]:
     present = np.array([bool(t["nodule_present"]) for t in truth])
     depth = np.array([t["nodule_depth_ap_mm"] for t in truth], dtype=np.float64)
     heart = np.array([t["heart_volume_ml"] for t in truth], dtype=np.float64)
     lung = np.array([t["lung_volume_ml"] for t in truth], dtype=np.float64)
     with_nodule = present & np.isfinite(depth)
-    return {"nodule_present": cv_auroc(features, present.astype(int), seed),
-            "nodule_depth_ap_mm": cv_r2(features[with_nodule], depth[with_nodule], seed),
-            "heart_volume_ml": cv_r2(features, heart, seed),
-            "lung_volume_ml": cv_r2(features, lung, seed)}
+    return {"nodule_present": auroc_probe(features, present.astype(int), seed),
+            "nodule_depth_ap_mm": r2_probe(features[with_nodule], depth[with_nodule], seed),
+            "heart_volume_ml": r2_probe(features, heart, seed),
+            "lung_volume_ml": r2_probe(features, lung, seed)}
 
 
 def pixel_features(images: torch.Tensor) -> torch.Tensor:
@@ -76,6 +81,11 @@ def phantom_probes(data: ProjectionViews, feature_fns: dict, seed: int = 0) -> d
         return report
     images = frontal_views(data, keep)
     rows = [truth[i] for i in keep]
-    for name, fn in {**feature_fns, f"pixels_{PIXEL_GRID}x{PIXEL_GRID}": pixel_features}.items():
-        report["encoders"][name] = run_probes(fn(images).numpy(), rows, seed)
+    probes = {name: run_probes(fn(images).numpy(), rows, seed)
+              for name, fn in {**feature_fns, f"pixels_{PIXEL_GRID}x{PIXEL_GRID}": pixel_features}.items()}
+    report["encoders"] = {name: {t: p.summary for t, p in results.items()} for name, results in probes.items()}
+    if BASELINE in probes:  # is an encoder above the random-init one, beyond resampling noise?
+        report["versus_random_init"] = {
+            name: {t: paired_difference(p, probes[BASELINE][t], seed) for t, p in results.items()}
+            for name, results in probes.items() if name != BASELINE}
     return report

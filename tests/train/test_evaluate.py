@@ -30,6 +30,14 @@ def test_evaluate_reports_retrieval_probes_and_baselines(trained_run):
         assert 0.0 <= results["nodule_present"]["auroc"] <= 1.0
         assert results["nodule_depth_ap_mm"]["n"] == 6 and results["heart_volume_ml"]["n"] == 12
         assert results["heart_volume_ml"]["r2"] is not None and results["lung_volume_ml"]["n"] == 12
+        lo, hi = results["lung_volume_ml"]["ci95"]
+        assert lo <= results["lung_volume_ml"]["r2"] <= hi
+    versus = probes["versus_random_init"]
+    assert set(versus) == {"trained_target", "trained_context", "pixels_16x16"}
+    for diffs in versus.values():
+        assert set(diffs) == set(probes["metrics"])
+        d = diffs["heart_volume_ml"]
+        assert d["ci95"][0] <= d["ci95"][1] and 0.0 <= d["fraction_of_resamples_higher"] <= 1.0
 
 
 def test_pixel_baseline_pools_the_model_inputs():
@@ -103,3 +111,50 @@ def test_exported_encoder_loads_strictly_into_timm(trained_run, tmp_path):
     x = torch.rand(3, 1, 48, 48)
     with torch.no_grad():
         assert torch.allclose(vit(x), pooled_features(model.target_encoder, x), atol=1e-5)  # global_pool='avg'
+
+
+def test_probe_scores_match_sklearn_and_intervals_cover_them():
+    from sklearn.metrics import r2_score, roc_auc_score
+
+    from drrkit.evaluate.probes import auroc_probe, r2_probe, score
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 60)
+    proba = np.round(rng.random(60), 1)  # ties on purpose
+    assert score("auroc", y, np.stack([1 - proba, proba], 1)) == pytest.approx(roc_auc_score(y, proba))
+    t, p = rng.normal(size=40), rng.normal(size=40)
+    assert score("r2", t, p) == pytest.approx(r2_score(t, p))
+    x = rng.normal(size=(80, 3))
+    labels = (x[:, 0] > 0).astype(int)
+    probe = auroc_probe(x, labels)
+    lo, hi = probe.summary["ci95"]
+    assert lo <= probe.summary["auroc"] <= hi and hi - lo < 0.2
+    reg = r2_probe(x, x[:, 1] + 0.5 * rng.normal(size=80))
+    assert reg.summary["ci95"][0] <= reg.summary["r2"] <= reg.summary["ci95"][1]
+
+
+def test_paired_difference_separates_signal_from_noise():
+    from drrkit.evaluate.probes import auroc_probe, paired_difference
+
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], 50)
+    signal = labels[:, None] + 0.8 * rng.normal(size=(100, 4))
+    noise = rng.normal(size=(100, 4))
+    strong, weak = auroc_probe(signal, labels), auroc_probe(noise, labels)
+    d = paired_difference(strong, weak)
+    assert d["difference"] > 0.2 and d["ci95"][0] > 0 and d["fraction_of_resamples_higher"] > 0.99
+    same = paired_difference(weak, weak)
+    assert same["difference"] == 0 and same["ci95"] == [0.0, 0.0]
+    with pytest.raises(ValueError, match="same cases"):
+        paired_difference(strong, auroc_probe(signal[:60], labels[20:80]))
+
+
+def test_multiclass_auroc_matches_sklearn_one_vs_rest_macro():
+    from sklearn.metrics import roc_auc_score
+
+    from drrkit.evaluate.probes import score
+
+    rng = np.random.default_rng(5)
+    y = np.repeat([0, 1, 2], 15)
+    proba = rng.dirichlet(np.ones(3), size=45)
+    assert score("auroc", y, proba) == pytest.approx(roc_auc_score(y, proba, multi_class="ovr", average="macro"))
