@@ -2,7 +2,7 @@
 # The GPU-machine measurements behind benchmarks/results/*-h100.* and *-h200.*, in the order they ran.
 # Usage (repo root, on the GPU machine, wheels from `EXTRA=isal bash ../shared/tools/gpu-wheels.sh` in
 # .whl/: the GPU image lacks isal, drrkit's .nii.gz decoder):
-#   bash benchmarks/gpu_runs.sh render|corpus|train|final|corpus-procs  RESULTS_DIR
+#   bash benchmarks/gpu_runs.sh render|corpus|train|final|corpus-procs|probes  RESULTS_DIR
 # Each step has its own time limit and log; a failing step is recorded and the next one runs.
 set -u
 part=$1; R=$2; mkdir -p "$R"
@@ -73,6 +73,15 @@ corpus-procs)  # next GPU session (issue 3): several worker processes per GPU, f
   step bench-corpus 420 python3 benchmarks/bench_corpus.py --n-cts 64 --depth 300 --height 256 --device cuda \
       --workers 1 8 16 --peer-cts 4 --workdir "$W/corpus" --out "$R/corpus-$T.json"
   rm -rf "$W/corpus"
+  ;;
+probes)  # next GPU session (issue 5): 4x the phantoms, so that probe intervals (ci95) are ~2x narrower
+  step phantoms 120 python3 -m drrkit phantom --n 512 --shape 128 --out "$W/phantoms512"
+  step render-phantoms 120 python3 -m drrkit render --ct-dir "$W/phantoms512" --poses xwin --height 224 \
+      --out "$W/phantoms512.zarr" --workers auto --overwrite
+  step train-wm 300 python3 -m drrkit train --config train-xwin-small-phantoms --store "$W/phantoms512.zarr" \
+      --steps 1000 --out "$W/run-wm512"
+  step evaluate 120 python3 -m drrkit evaluate "$W/run-wm512"
+  cp "$W/run-wm512/evaluation.json" "$R/train-eval512-$T.json"; cp "$W/run-wm512/metrics.jsonl" "$R/train-metrics512-$T.jsonl"
   ;;
 esac
 nvidia-smi > "$R/nvidia-smi-end.txt" 2>&1

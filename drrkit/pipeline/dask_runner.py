@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 
 from drrkit.pipeline.cluster import ClusterSpec, close_client, start_client
 from drrkit.pipeline.task import CTResult
-from drrkit.pipeline.worker import PLUGIN_NAME, RenderPlugin, render_ct_task
+from drrkit.pipeline.worker import PLUGIN_NAME, RenderPlugin, describe_renderer, render_ct_task
 
 
 def run_on_cluster(todo: Iterable[int], plan, job, spec: ClusterSpec, accept: Callable[[CTResult], None],
@@ -24,6 +24,7 @@ def run_on_cluster(todo: Iterable[int], plan, job, spec: ClusterSpec, accept: Ca
         client.register_plugin(RenderPlugin(job.recipe, job.backend, job.device, job.batch_size, str(job.out)),
                                name=plugin_name)
         info = client.scheduler_info()
+        renderers = client.run(describe_renderer)  # what each worker resolved auto/auto to
         threads = sum(w["nthreads"] for w in info["workers"].values()) or 1
         queue = list(todo)
         window = max(4, 2 * threads)  # enough to keep every thread busy, bounded for 50k-CT corpora
@@ -56,7 +57,7 @@ def run_on_cluster(todo: Iterable[int], plan, job, spec: ClusterSpec, accept: Ca
             accept(_result_of(future, index, plan, spec))
         return {"scheduler": spec.scheduler or "local", "address": info["address"],
                 "workers": len(info["workers"]), "threads": threads,
-                "isolated_retries": len(suspects)}
+                "isolated_retries": len(suspects), "renderers": renderers}
     except KeyboardInterrupt:
         client.cancel([f for _, f in futures.values()])
         raise

@@ -7,6 +7,7 @@ client alone records results in the store, in the order they complete.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,8 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
             from drrkit.pipeline.dask_runner import run_on_cluster
 
             report.cluster = run_on_cluster(runnable, plan, job, cluster, accept, **kwargs)
+            report.backend = resolved_renderer(report.cluster["renderers"], backend)
+            writer.resolve_renderer(backend, report.backend)
         else:
             for index in runnable:
                 accept(render_ct(index, plan.sources[index], job.recipe, renderer, writer))
@@ -105,6 +108,17 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
         report.peak_memory_bytes = _peak(renderer.device)
     report.write(report_path(job.out))
     return report
+
+
+def resolved_renderer(per_worker: dict, asked: dict) -> dict:
+    """The workers' renderer description: the one they share, or each worker's when they differ
+    (an existing cluster may mix CPU and GPU workers); what was asked if no worker answered."""
+    distinct = {json.dumps(d, sort_keys=True) for d in per_worker.values()}
+    if not distinct:
+        return asked
+    if len(distinct) == 1:
+        return next(iter(per_worker.values()))
+    return {"backend": "mixed", "workers": per_worker}
 
 
 def _local_renderer(job: RenderJob):

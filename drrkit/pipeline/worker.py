@@ -60,3 +60,9 @@ def render_ct_task(ct_index: int, source: CTSource) -> CTResult:
     result = render_ct(ct_index, source, state["recipe"], state["renderer"], state["writer"])
     result.worker = get_worker().name
     return result
+
+
+def describe_renderer(dask_worker) -> dict:
+    """The renderer this worker built (backend, engine, device), as recorded in the store.
+    Run through `Client.run`, which passes the worker as `dask_worker`."""
+    return dask_worker.drrkit["renderer"].describe()

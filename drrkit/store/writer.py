@@ -229,5 +229,14 @@ class CorpusWriter:
         for column, name in ((2, "error_kind"), (3, "error"), (1, "status")):
             cts[name].oindex[index] = np.array([item[column] for item in items], dtype=object)
 
+    def resolve_renderer(self, asked: dict, resolved: dict) -> None:
+        """Client: replace the renderer recorded at creation by what the workers built, when the
+        store holds only what was asked (`auto`/`auto` before any worker existed)."""
+        attrs = dict(self.root.attrs[schema.ATTRS_KEY])
+        run = dict(attrs.get("run") or {})
+        if run.get("renderer") == asked and resolved != asked:
+            attrs["run"] = {**run, "renderer": resolved}
+            self.root.attrs[schema.ATTRS_KEY] = attrs
+
     def statuses(self) -> np.ndarray:
         return np.asarray(self.root["cts/status"][:]) if self.root["cts/status"].shape[0] else np.array([])

