@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -151,10 +152,13 @@ def drrkit_run(ct_dir: Path, out: Path, workers: str, args) -> dict:
         cmd += ["--threads-per-worker", str(args.threads_per_worker)]
     sampler = Sampler()
     sampler.start()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the run and every process it waited for
     sampler.stop.set()
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(f"drrkit render failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     report = json.loads(Path(str(out) + ".report.json").read_text())
@@ -163,6 +167,9 @@ def drrkit_run(ct_dir: Path, out: Path, workers: str, args) -> dict:
             "steady_views_per_s": report.get("steady_views_per_second"),
             "first_ct_after_s": report.get("first_ct_after_seconds"),
             "phase_seconds_summed_over_cts": report["phase_seconds"],
+            # CPU time of the whole run (workers included) per CT: with C cores, C / this is the
+            # most CTs per second any scheduling can reach, whatever the GPU does
+            "cpu_seconds": cpu, "cpu_seconds_per_ct": cpu / max(1, len(report["results"])),
             "backend": report["backend"], "cluster": report.get("cluster"), **sampler.summary()}
 
 
@@ -217,7 +224,8 @@ def main() -> None:
     for run in runs:
         print(f"drrkit --workers {run['workers']}: {run['views_per_s']:.2f} views/s whole process "
               f"({run['ratio_views_per_s']:.1f}x), {run['steady_views_per_s'] or 0:.2f} after the first CT "
-              f"({run['ratio_steady_views_per_s']:.1f}x); CPU {run['cpu_utilisation_mean_pct'] or 0:.0f}%, "
+              f"({run['ratio_steady_views_per_s']:.1f}x); {run['cpu_seconds_per_ct']:.2f} CPU-s per CT; "
+              f"CPU {run['cpu_utilisation_mean_pct'] or 0:.0f}%, "
               f"GPU {run['gpu_utilisation_mean_pct'] or 0:.0f}%")
     print(f"X-WIN loop {peer['views_per_s']:.2f} views/s; written {args.out}")
 

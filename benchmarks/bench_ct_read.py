@@ -1,0 +1,98 @@
+"""Host CPU seconds per CT on the corpus path, against the loaders a user would otherwise call.
+
+A GPU corpus run is bounded by what each CT costs the host's cores (decode, table entry, writing
+its images), not by the kernel: with C cores, C / (CPU-s per CT) CTs per second is a ceiling.
+This measures, per compressed CT and single-threaded (time.process_time, median over the CTs):
+
+  drrkit        drrkit.ct.read_nifti (float32 HU, the file's voxel order)
+  nibabel       nib.load(path).get_fdata(dtype=float32): the standard call
+  diffdrr-read  diffdrr.data.read(path): how the X-WIN release loads a CT (torchio + density)
+  table entry   CTVolume.checksum() + HU min/max (what drrkit records per CT)
+  write         CorpusWriter.write_rows of the CT's views, when --store holds rendered images
+
+  python benchmarks/bench_ct_read.py --ct-dir DIR [--store corpus.zarr] --out results/ct-read-cpu.json
+
+The CTs of bench_corpus.py (`--workdir W` leaves them in W/cts) are the intended input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.machine import machine_info  # noqa: E402
+
+
+def cpu_seconds(fn) -> tuple[float, object]:
+    t0 = time.process_time()
+    out = fn()
+    return time.process_time() - t0, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ct-dir", type=Path, required=True)
+    ap.add_argument("--store", type=Path, default=None, help="a store of these CTs whose images to rewrite")
+    ap.add_argument("--max-cts", type=int, default=8)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    import nibabel as nib
+    import torch
+    from diffdrr.data import read
+
+    from drrkit.ct import read_nifti
+    from drrkit.ct.nifti import nifti_stem
+
+    torch.set_num_threads(1)
+    paths = sorted(args.ct_dir.glob("*.nii.gz"))[: args.max_cts]
+    times: dict[str, list[float]] = {"drrkit": [], "nibabel": [], "diffdrr-read": [], "table entry": [], "write": []}
+    writer = images = recipe = None
+    if args.store:
+        import zarr
+
+        from drrkit.store import CTEntry, create_or_open, open_corpus
+
+        corpus = open_corpus(args.store)
+        recipe, images = corpus.recipe, corpus.images
+        scratch = args.out.with_suffix(".scratch.zarr")
+        writer = create_or_open(scratch, recipe, [CTEntry(nifti_stem(p), str(p), "nifti") for p in paths],
+                                overwrite=True)
+        ids = list(zarr.open_group(str(args.store), mode="r")["cts/id"][:])
+    # One untimed pass first: on a fresh VM the first touch of each page of memory costs more than
+    # decoding into it (0.4-0.8 s for a 315 MB volume on the dev machine, 0.04 s once reused).
+    read_nifti(paths[0]), nib.load(str(paths[0])).get_fdata(dtype=np.float32), read(str(paths[0]), orientation="AP")
+    for k, path in enumerate(paths):
+        secs, ct = cpu_seconds(lambda: read_nifti(path))
+        times["drrkit"].append(secs)
+        times["table entry"].append(cpu_seconds(lambda: (ct.checksum(), float(np.min(ct.hu)), float(np.max(ct.hu))))[0])
+        del ct
+        times["nibabel"].append(cpu_seconds(lambda: nib.load(str(path)).get_fdata(dtype=np.float32))[0])
+        times["diffdrr-read"].append(cpu_seconds(lambda: read(str(path), orientation="AP"))[0])
+        if writer is not None and nifti_stem(path) in ids:
+            views = np.asarray(images[corpus.ct_rows(ids.index(nifti_stem(path)))])
+            poses = recipe.sample_poses(nifti_stem(path))
+            times["write"].append(cpu_seconds(lambda: writer.write_rows(k, views, poses))[0])
+        print(path.name, {name: round(v[-1], 3) for name, v in times.items() if v}, flush=True)
+    median = {name: float(np.median(v)) for name, v in times.items() if v}
+    host = median["drrkit"] + median["table entry"] + median.get("write", 0.0)
+    result = {"benchmark": "ct-read", "machine": machine_info(), "cts": [str(p) for p in paths],
+              "cpu_seconds_per_ct_median": median,
+              "ratio_nibabel_over_drrkit": median["nibabel"] / median["drrkit"],
+              "ratio_diffdrr_read_over_drrkit": median["diffdrr-read"] / median["drrkit"],
+              "drrkit_host_cpu_seconds_per_ct": host}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"drrkit read {median['drrkit']:.2f} CPU-s per CT vs nibabel {median['nibabel']:.2f} "
+          f"({result['ratio_nibabel_over_drrkit']:.1f}x) vs DiffDRR read {median['diffdrr-read']:.2f} "
+          f"({result['ratio_diffdrr_read_over_drrkit']:.1f}x); host path per CT {host:.2f} CPU-s; written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
