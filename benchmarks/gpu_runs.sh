@@ -72,6 +72,8 @@ corpus-procs)  # next GPU session (issue 3): several worker processes per GPU, f
   step pytest-gpu 200 python3 -m pytest -q -m gpu -p no:cacheprovider tests/pipeline tests/render
   step bench-corpus 420 python3 benchmarks/bench_corpus.py --n-cts 64 --depth 300 --height 256 --device cuda \
       --workers 1 8 16 --peer-cts 4 --workdir "$W/corpus" --out "$R/corpus-$T.json"
+  step ct-read 90 python3 benchmarks/bench_ct_read.py --ct-dir "$W/corpus/cts" --store "$W/corpus/corpus.zarr" \
+      --max-cts 4 --out "$R/ct-read-$T.json"
   # the X-WIN release renders at 512x512: the same CTs, its resolution
   step bench-corpus-512 200 python3 benchmarks/bench_corpus.py --n-cts 64 --depth 300 --height 512 --device cuda \
       --workers 8 --peer-cts 2 --workdir "$W/corpus" --out "$R/corpus512-$T.json"
