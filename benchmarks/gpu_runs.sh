@@ -79,12 +79,12 @@ corpus-procs)  # next GPU session (issue 3): several worker processes per GPU, f
   rm -rf "$W/corpus"
   ;;
 probes)  # next GPU session (issue 5): 4x the phantoms, so that probe intervals (ci95) are ~2x narrower
-  step phantoms 120 python3 -m drrkit phantom --n 512 --shape 128 --out "$W/phantoms512"
-  step render-phantoms 120 python3 -m drrkit render --ct-dir "$W/phantoms512" --poses xwin --height 224 \
+  step phantoms 100 python3 -m drrkit phantom --n 512 --shape 128 --out "$W/phantoms512"
+  step render-phantoms 90 python3 -m drrkit render --ct-dir "$W/phantoms512" --poses xwin --height 224 \
       --out "$W/phantoms512.zarr" --workers auto --overwrite
-  step train-wm 300 python3 -m drrkit train --config train-xwin-small-phantoms --store "$W/phantoms512.zarr" \
+  step train-wm 280 python3 -m drrkit train --config train-xwin-small-phantoms --store "$W/phantoms512.zarr" \
       --steps 1000 --out "$W/run-wm512"
-  step evaluate 120 python3 -m drrkit evaluate "$W/run-wm512"
+  step evaluate 90 python3 -m drrkit evaluate "$W/run-wm512"
   cp "$W/run-wm512/evaluation.json" "$R/train-eval512-$T.json"; cp "$W/run-wm512/metrics.jsonl" "$R/train-metrics512-$T.jsonl"
   ;;
 esac
