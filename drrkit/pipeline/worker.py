@@ -64,5 +64,9 @@ def render_ct_task(ct_index: int, source: CTSource) -> CTResult:
 
 def describe_renderer(dask_worker) -> dict:
     """The renderer this worker built (backend, engine, device), as recorded in the store.
-    Run through `Client.run`, which passes the worker as `dask_worker`."""
-    return dask_worker.drrkit["renderer"].describe()
+    Run through `Client.run`, which passes the worker as `dask_worker`. A worker whose plugin
+    setup failed says so here (its tasks then fail and are recorded against their CTs)."""
+    state = getattr(dask_worker, "drrkit", None)
+    if state is None:
+        return {"backend": "none", "error": "the renderer was not built on this worker (plugin setup failed)"}
+    return state["renderer"].describe()
