@@ -73,6 +73,14 @@ def test_resolved_renderer_of_mixed_workers():
     assert resolved_renderer({"a": gpu, "b": cpu}, asked) == {"backend": "mixed", "workers": {"a": gpu, "b": cpu}}
 
 
+def test_a_worker_without_a_renderer_is_described_as_such():
+    from types import SimpleNamespace
+
+    from drrkit.pipeline.worker import describe_renderer
+
+    assert describe_renderer(SimpleNamespace())["backend"] == "none"
+
+
 def test_a_worker_killed_mid_run_is_replaced_and_its_ct_retried(cohort, reference, tmp_path):
     out = tmp_path / "c.zarr"
     killed = []
