@@ -7,6 +7,8 @@ from rich.table import Table
 
 from cli.app import console, err_console
 
+HINT_MIN_CTS = 8  # CTs rendered in-process on CUDA above which --workers auto is suggested
+
 
 def print_dry_run(job, plan) -> None:
     table = Table(title=f"dry run: {job.out}", show_header=False)
@@ -62,6 +64,10 @@ def print_summary(report) -> None:
     if report.cluster:
         console.print(f"dask: {report.cluster['workers']} worker(s), {report.cluster['threads']} thread(s), "
                       f"scheduler {report.cluster['scheduler']}")
+    on_cuda = str(report.backend.get("device", "")).startswith("cuda")
+    if report.cluster is None and on_cuda and len(report.results) >= HINT_MIN_CTS:
+        # one process decodes one CT at a time while the GPU mostly waits (README, Scaling out)
+        console.print("hint: [bold]--workers auto[/] decodes CTs in several processes to keep the GPU fed")
     console.print(f"store: {report.store}")
     if report.interrupted:
         err_console.print("[yellow]interrupted[/]: finished CTs are recorded; run the same command again to resume")

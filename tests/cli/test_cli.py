@@ -90,3 +90,23 @@ def test_done_when_xwin_64_all_61_views_match_plain_diffdrr(tmp_path):
     again = corpus.rerender_with_diffdrr(slice(0, 61))
     corr = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(stored, again)]
     assert min(corr) > 0.99
+
+
+def test_summary_suggests_workers_for_in_process_gpu_corpora():
+    from cli.app import console
+    from cli.render_view import HINT_MIN_CTS, print_summary
+    from drrkit.pipeline.report import RunReport
+    from drrkit.pipeline.task import CTResult
+
+    def summary(device, n, cluster=None):
+        report = RunReport("s.zarr", "xwin", {"backend": "fast", "device": device}, n_cts=n, views_per_ct=1)
+        report.results = [CTResult(i, f"ct{i}", "done", views=1) for i in range(n)]
+        report.cluster = cluster
+        with console.capture() as out:
+            print_summary(report)
+        return out.get()
+
+    assert "--workers auto" in summary("cuda", HINT_MIN_CTS)
+    assert "--workers auto" not in summary("cpu", HINT_MIN_CTS)
+    assert "--workers auto" not in summary("cuda", HINT_MIN_CTS - 1)
+    assert "--workers auto" not in summary("cuda", HINT_MIN_CTS, {"workers": 8, "threads": 16, "scheduler": "local"})
