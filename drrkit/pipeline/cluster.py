@@ -46,8 +46,9 @@ def auto_workers(gpus: int, gpu_memory_gib: float | None = None) -> int:
 
 
 def worker_threads(spec: ClusterSpec, n_workers: int) -> int:
-    """CT tasks a local worker runs at once: the cores shared out between the workers, at least 2
-    (one decodes while one renders or writes)."""
+    """CT tasks a local worker runs at once. GPU workers: the cores shared out between them, at
+    least 2 (one decodes while one renders or writes). CPU workers: 2 (their cores already go to
+    torch's threads)."""
     if spec.threads_per_worker:
         return spec.threads_per_worker
     if spec.gpus:
