@@ -43,8 +43,10 @@ def evaluate(
         if isinstance(r, dict):
             console.print(f"retrieval {name}: top1 {r['top1']:.3f} top5 {r['top5']:.3f} "
                           f"(chance {r['chance_top1']:.3f}/{r['chance_top5']:.3f}) on {r['n_cts']} CTs")
+    spread = report["probes"].get("feature_spread", {})
     for name, probes in report["probes"]["encoders"].items():
-        console.print(f"probes {name}: " + ", ".join(f"{k} {_score(v)}" for k, v in probes.items()))
+        rank = f" (effective rank {spread[name]['effective_rank']:.1f})" if name in spread else ""
+        console.print(f"probes {name}{rank}: " + ", ".join(f"{k} {_score(v)}" for k, v in probes.items()))
     for name, diffs in report["probes"].get("versus_random_init", {}).items():
         above = [k for k, d in diffs.items() if d and d["ci95"][0] > 0]
         console.print(f"{name} above random init (95 % interval of the difference > 0): "

@@ -8,6 +8,9 @@ linear read-out of the image alone reaches, so an encoder's number can be judged
 ~0.6 from the frontal view, but nodule presence (AUROC ~0.5) and depth (R^2 < 0) not even from the
 lateral view: those two need features a linear read-out of pixels does not have.
 
+`feature_spread` says, per encoder, over how many directions the CTs' features spread (RankMe's
+effective rank and the first principal component's share of the variance).
+
 `versus_random_init` gives, per encoder and target, the metric's difference from the random-init
 encoder on the same cases with a paired-bootstrap 95 % interval (probes.paired_difference): an
 encoder is above random init on a target only where that interval lies above 0.
@@ -66,6 +69,22 @@ def run_probes(features: np.ndarray, truth: list[dict], seed: int) -> dict[str, 
             "lung_volume_ml": r2_probe(features, lung, seed)}
 
 
+def feature_spread(features: np.ndarray) -> dict:
+    """How many directions the CTs' features spread over: RankMe's effective rank (exp of the
+    entropy of the normalised singular values of the centred features, Garrido et al. 2023) and
+    the share of variance on the first principal component. An encoder whose frontal features
+    lie near one line (effective rank ~1-2, top share ~0.99: collapse) leaves a linear probe
+    little to read, whatever the training loss says."""
+    centred = features.astype(np.float64) - features.mean(axis=0)
+    s = np.linalg.svd(centred, compute_uv=False)
+    if not s.sum() > 0:
+        return {"effective_rank": 0.0, "top_component_share": None, "dim": int(features.shape[1])}
+    p = s / s.sum()
+    rank = float(np.exp(-np.sum(p * np.log(np.where(p > 0, p, 1.0)))))
+    return {"effective_rank": rank, "top_component_share": float(s[0] ** 2 / np.sum(s ** 2)),
+            "dim": int(features.shape[1])}
+
+
 def pixel_features(images: torch.Tensor) -> torch.Tensor:
     """The pixel baseline: images (K, C, H, W) average-pooled to PIXEL_GRID², flattened."""
     return torch.nn.functional.adaptive_avg_pool2d(images.float(), PIXEL_GRID).flatten(1)
@@ -81,9 +100,11 @@ def phantom_probes(data: ProjectionViews, feature_fns: dict, seed: int = 0) -> d
         return report
     images = frontal_views(data, keep)
     rows = [truth[i] for i in keep]
-    probes = {name: run_probes(fn(images).numpy(), rows, seed)
-              for name, fn in {**feature_fns, f"pixels_{PIXEL_GRID}x{PIXEL_GRID}": pixel_features}.items()}
+    features = {name: fn(images).numpy()
+                for name, fn in {**feature_fns, f"pixels_{PIXEL_GRID}x{PIXEL_GRID}": pixel_features}.items()}
+    probes = {name: run_probes(f, rows, seed) for name, f in features.items()}
     report["encoders"] = {name: {t: p.summary for t, p in results.items()} for name, results in probes.items()}
+    report["feature_spread"] = {name: feature_spread(f) for name, f in features.items()}
     if BASELINE in probes:  # is an encoder above the random-init one, beyond resampling noise?
         report["versus_random_init"] = {
             name: {t: paired_difference(p, probes[BASELINE][t], seed) for t, p in results.items()}

@@ -32,6 +32,8 @@ def test_evaluate_reports_retrieval_probes_and_baselines(trained_run):
         assert results["heart_volume_ml"]["r2"] is not None and results["lung_volume_ml"]["n"] == 12
         lo, hi = results["lung_volume_ml"]["ci95"]
         assert lo <= results["lung_volume_ml"]["r2"] <= hi
+    assert set(probes["feature_spread"]) == set(probes["encoders"])
+    assert all(v["effective_rank"] >= 0 for v in probes["feature_spread"].values())
     versus = probes["versus_random_init"]
     assert set(versus) == {"trained_target", "trained_context", "pixels_16x16"}
     for diffs in versus.values():
@@ -158,3 +160,14 @@ def test_multiclass_auroc_matches_sklearn_one_vs_rest_macro():
     y = np.repeat([0, 1, 2], 15)
     proba = rng.dirichlet(np.ones(3), size=45)
     assert score("auroc", y, proba) == pytest.approx(roc_auc_score(y, proba, multi_class="ovr", average="macro"))
+
+
+def test_feature_spread_tells_collapsed_from_spread_features():
+    from drrkit.evaluate.phantom_probe import feature_spread
+
+    rng = np.random.default_rng(4)
+    spread = feature_spread(rng.normal(size=(200, 16)))
+    line = feature_spread(np.outer(rng.normal(size=200), rng.normal(size=16)) + 1e-6 * rng.normal(size=(200, 16)))
+    assert 12 < spread["effective_rank"] <= 16 and spread["top_component_share"] < 0.2
+    assert line["effective_rank"] < 1.1 and line["top_component_share"] > 0.999
+    assert feature_spread(np.ones((5, 3)))["effective_rank"] == 0.0
