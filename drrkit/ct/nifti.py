@@ -99,8 +99,10 @@ def _load_image(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
 def _scaled_voxels(path: Path, img: nib.Nifti1Image, raw: bytes) -> np.ndarray:
     """float32 HU straight from the decompressed bytes, in the file's (Fortran) voxel order:
     the values of nibabel's `get_fdata(dtype=float32)` (its own read-scaling, same float types)
-    without its intermediate copy of the raw voxels. 0.04 s instead of 0.18 s for a 512x512x300
-    int16 CT, and no C-order copy after it (1.7 s) - measured on the 2-core dev machine."""
+    without its intermediate copy of the raw voxels, and no C-order copy after it. For a
+    512x512x300 int16 CT on the 2-core dev machine: 0.04 s instead of 0.18 s for the scaling (in
+    memory already touched), and the transposing C-order copy that is gone took 1.7 s in a fresh
+    process (part of that is first touch of new memory)."""
     proxy = img.dataobj
     count = int(np.prod(proxy.shape))
     end = int(proxy.offset) + count * proxy.dtype.itemsize

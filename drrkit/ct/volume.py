@@ -49,17 +49,18 @@ class CTVolume:
         """'sha256f:' + SHA-256 of the HU values (float32, first voxel axis fastest: the NIfTI
         on-disk order, so a volume read from NIfTI is hashed in place) and then the affine (float64).
         Identifies the exact data that was rendered, whatever the array's memory layout."""
-        h = hashlib.sha256()
-        h.update(np.asfortranarray(self.hu, dtype=np.float32).T)  # .T of Fortran order: a C buffer
-        h.update(np.ascontiguousarray(self.affine, dtype=np.float64).tobytes())
-        return CHECKSUM_PREFIX + h.hexdigest()
+        # .T of a Fortran-order array is a C-order buffer of the same bytes
+        return CHECKSUM_PREFIX + self._sha256(np.asfortranarray(self.hu, dtype=np.float32).T)
 
     def matches_checksum(self, recorded: str) -> bool:
         """Whether `recorded` (a store's cts/checksum) names this data; also takes the bare-hex
         SHA-256 of C-order values that drrkit 0.1.0 stores hold."""
         if recorded.startswith(CHECKSUM_PREFIX):
             return recorded == self.checksum()
+        return recorded == self._sha256(np.ascontiguousarray(self.hu, dtype=np.float32))
+
+    def _sha256(self, values: np.ndarray) -> str:
         h = hashlib.sha256()
-        h.update(np.ascontiguousarray(self.hu, dtype=np.float32))
+        h.update(values)  # the buffer itself, no bytes copy
         h.update(np.ascontiguousarray(self.affine, dtype=np.float64).tobytes())
-        return recorded == h.hexdigest()
+        return h.hexdigest()

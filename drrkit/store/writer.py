@@ -22,7 +22,8 @@ from drrkit.store.errors import StoreError, StoreMismatch
 
 
 # DRR images: byte-shuffled LZ4 (Blosc). On the bundled CT's 61 views at 512² (64 MB float32,
-# 2-core machine): 0.16 s to write, 44 MB, against zarr's default zstd level 0: 0.25 s, 50 MB.
+# 2-core machine): 0.15 s to write, 44 MB, against zarr's default zstd level 0: 0.24 s, 50 MB
+# (benchmarks/bench_store.py, results/store-cpu-2core.json).
 IMAGE_CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 
 
@@ -210,9 +211,7 @@ class CorpusWriter:
         if not items:
             return
         cts, index = self.root["cts"], np.array([i for i, _ in items])
-        columns = {"shape": np.int32, "spacing": np.float64, "affine": np.float64,
-                   "hu_min": np.float32, "hu_max": np.float32}
-        for name, dtype in columns.items():
+        for name, (_, dtype) in schema.CT_NUMERIC_ARRAYS.items():
             cts[name].oindex[index] = np.stack([np.asarray(info[name], dtype=dtype) for _, info in items])
         for name in ("checksum", "labels", "mask_structures"):
             cts[name].oindex[index] = np.array([str(info.get(name, "")) for _, info in items], dtype=object)
