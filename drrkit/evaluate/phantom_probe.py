@@ -30,6 +30,7 @@ import torch
 
 from drrkit.evaluate.probes import Probe, auroc_probe, paired_difference, r2_probe
 from drrkit.phantom.cohort import CSV_NAME, read_cohort_csv
+from drrkit.store import source_path
 from drrkit.train.data import CTViews, ProjectionViews
 
 TARGETS = {"nodule_present": "auroc", "nodule_depth_ap_mm": "r2", "heart_volume_ml": "r2", "lung_volume_ml": "r2"}
@@ -42,11 +43,12 @@ def ground_truth(cts: list[CTViews]) -> list[dict | None]:
     tables: dict[Path, list[dict]] = {}
     out = []
     for ct in cts:
-        csv = Path(ct.source).parent / CSV_NAME
+        source = source_path(ct.source, ct.store)
+        csv = source.parent / CSV_NAME
         if csv not in tables:
             tables[csv] = read_cohort_csv(csv) if csv.is_file() else []
         rows = tables[csv]
-        src = str(Path(ct.source).resolve())
+        src = str(source.resolve())
         match = [r for r in rows if str(Path(r["path"]).resolve()) == src] or [r for r in rows if r["id"] == ct.ct_id]
         out.append(match[0] if match else None)
     return out

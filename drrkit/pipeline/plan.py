@@ -33,6 +33,7 @@ def plan_corpus(ct_dir: str | Path | None = None, manifest: str | Path | None = 
                 labels_dir: str | Path | None = None) -> Plan:
     """The corpus's CTs in row order, each with its label map where one is found."""
     plan = _plan_sources(ct_dir, manifest)
+    labels_dir = Path(labels_dir).absolute() if labels_dir is not None else None
     sources = [_with_labels(s, labels_dir) for s in plan.sources]
     return Plan(sources, plan.entries, plan.discovery_errors, plan.extras)
 
@@ -47,11 +48,13 @@ def _with_labels(source: CTSource | None, labels_dir) -> CTSource | None:
 def _plan_sources(ct_dir, manifest) -> Plan:
     if ct_dir is not None and manifest is not None:
         raise ValueError("give --ct-dir or --manifest, not both")
+    # Absolute paths from here on: the store's cts/source must name the same file from any
+    # working directory (a later evaluate or reconstruct --truth) and on any Dask worker.
     if manifest is not None:
-        return plan_manifest(Path(manifest))
+        return plan_manifest(Path(manifest).absolute())
     if ct_dir is None:
         return _assemble([(bundled_source().path, bundled_source(), None, None)])
-    ct_dir = Path(ct_dir)
+    ct_dir = Path(ct_dir).absolute()
     if not ct_dir.is_dir():
         raise FileNotFoundError(f"--ct-dir {ct_dir}: no such directory")
     sources, errors = discover_cts(ct_dir)

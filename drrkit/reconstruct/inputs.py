@@ -44,7 +44,7 @@ class Projections:
 
 def load_projections(store: str | Path, ct_id: str | None = None) -> Projections:
     """The images, rays and CT grid of CT `ct_id` (default: the store's only CT)."""
-    from drrkit.store import StoreError, open_corpus
+    from drrkit.store import StoreError, open_corpus, source_path
     from drrkit.store.schema import DONE
 
     try:
@@ -76,7 +76,7 @@ def load_projections(store: str | Path, ct_id: str | None = None) -> Projections
     grid = OutputGrid.of_ct(np.asarray(cts["shape"][index]), np.asarray(cts["affine"][index]))
     geometry = ConeBeamGeometry.from_poses(poses, detector, volume["orientation"])
     return Projections(images=images, geometry=geometry, ct_grid=grid, ct_id=ids[index], ct_index=index,
-                       source=str(cts["source"][index]), kind=str(cts["kind"][index]),
+                       source=str(source_path(str(cts["source"][index]), store)), kind=str(cts["kind"][index]),
                        checksum=str(cts["checksum"][index]),
                        bone_attenuation_multiplier=float(volume["bone_attenuation_multiplier"]), where=where)
 

@@ -144,3 +144,14 @@ def _plain(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def source_path(source: str, store: str | Path) -> Path:
+    """Where the CT named by a `cts/source` entry is. Stores record absolute paths; older ones
+    hold the path as typed, relative to the directory that run started in: such a path is taken
+    as it is when it exists from here, else beside the store (where the CT folder usually sits)."""
+    path = Path(source)
+    if path.is_absolute() or path.exists():
+        return path
+    beside = Path(store).absolute().parent / path
+    return beside if beside.exists() else path

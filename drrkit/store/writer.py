@@ -112,9 +112,20 @@ def _read_identity(path: Path) -> dict:
     return attrs[schema.ATTRS_KEY]
 
 
+def _same_cts(stored: list | None, wanted: list) -> bool:
+    """Same CTs in the same order: equal ids and the same files. Stores made before sources were
+    recorded as absolute paths hold them as typed, relative to the directory the run started in;
+    those are resolved against the current one (where a resumed run is started)."""
+    if stored is None or len(stored) != len(wanted):
+        return False
+    return all(a_id == b_id and (a_src == b_src or os.path.abspath(a_src) == os.path.abspath(b_src))
+               for (a_id, a_src), (b_id, b_src) in zip(stored, wanted))
+
+
 def _check_same(existing: dict, wanted: dict, path: Path) -> None:
     for key in ("schema_version", "recipe", "image_dtype", "ct_list"):
-        if existing.get(key) != wanted[key]:
+        same = _same_cts(existing.get(key), wanted[key]) if key == "ct_list" else existing.get(key) == wanted[key]
+        if not same:
             what = {"ct_list": "set of CTs", "recipe": "recipe or geometry"}.get(key, key)
             raise StoreMismatch(
                 f"{path}: this store was made with a different {what}; resuming into it would mix "

@@ -88,3 +88,16 @@ def test_dry_run_counts_without_rendering(mixed_dir, tmp_path):
     assert plan.views_per_ct == 3 and plan.n_cts >= 5
     assert plan.uncompressed_bytes == plan.n_cts * 3 * 16 * 16 * 4
     assert not (tmp_path / "c.zarr").exists()
+
+
+def test_sources_are_absolute_so_the_store_resumes_from_anywhere(tmp_path, monkeypatch):
+    write_cohort(tmp_path / "cts", n=2, shape=24, seed=3)
+    monkeypatch.chdir(tmp_path)
+    job = RenderJob(recipe=Recipe.from_dict(RECIPE), out=Path("c.zarr"), ct_dir=Path("cts"), device="cpu")
+    assert render_corpus(job).exit_code == 0
+    sources = [r["source"] for r in open_corpus(tmp_path / "c.zarr").ct_table()]
+    assert sources == [str(tmp_path / "cts" / f"phantom_000{i}.nii.gz") for i in range(2)]
+    monkeypatch.chdir(tmp_path / "cts")  # elsewhere, the same CTs named another way: resumes
+    again = render_corpus(RenderJob(recipe=Recipe.from_dict(RECIPE), out=tmp_path / "c.zarr", ct_dir=Path("."),
+                                    device="cpu"))
+    assert again.exit_code == 0 and again.skipped_done == 2 and not again.results

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import zarr
@@ -76,3 +78,23 @@ def test_images_are_stored_with_the_image_codec(tmp_path):
     images = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["images"]
     (codec,) = images.compressors
     assert codec.cname == IMAGE_CODEC.cname and codec.shuffle == IMAGE_CODEC.shuffle
+
+
+def test_a_store_with_relative_sources_resumes_from_its_directory_and_finds_its_cts(tmp_path, monkeypatch):
+    from drrkit.store import source_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.nii.gz").write_bytes(b"x")
+    typed = [CTEntry("a", "data/a.nii.gz", "nifti")]  # as stores made before absolute sources hold them
+    make(tmp_path / "s.zarr", entries=typed).mark_done(0)
+    again = make(tmp_path / "s.zarr", entries=[CTEntry("a", str(tmp_path / "data" / "a.nii.gz"), "nifti")])
+    assert list(again.statuses()) == [DONE]  # the same file, spelled absolutely: resumes
+    with pytest.raises(StoreMismatch, match="set of CTs"):
+        make(tmp_path / "s.zarr", entries=[CTEntry("a", str(tmp_path / "other" / "a.nii.gz"), "nifti")])
+    with pytest.raises(StoreMismatch, match="set of CTs"):
+        make(tmp_path / "s.zarr", entries=[CTEntry("b", "data/a.nii.gz", "nifti")])
+    assert source_path("data/a.nii.gz", tmp_path / "s.zarr") == Path("data/a.nii.gz")  # exists from here
+    monkeypatch.chdir(tmp_path / "data")
+    assert source_path("data/a.nii.gz", tmp_path / "s.zarr") == tmp_path / "data" / "a.nii.gz"  # beside the store
+    assert source_path("/elsewhere/x.nii.gz", tmp_path / "s.zarr") == Path("/elsewhere/x.nii.gz")
