@@ -48,9 +48,13 @@ def evaluate(
         rank = f" (effective rank {spread[name]['effective_rank']:.1f})" if name in spread else ""
         console.print(f"probes {name}{rank}: " + ", ".join(f"{k} {_score(v)}" for k, v in probes.items()))
     for name, diffs in report["probes"].get("versus_random_init", {}).items():
-        above = [k for k, d in diffs.items() if d and d["ci95"][0] > 0]
-        console.print(f"{name} above random init (95 % interval of the difference > 0): "
+        above = [k for k, d in diffs.items() if d and d["above"]]
+        console.print(f"{name} above random init (95 % intervals: of the difference > 0, of its own score above "
+                      f"chance): "
                       f"{', '.join(above) or 'none'}")
+    share = report.get("target_init_share")
+    if share is not None and share >= 0.05:
+        console.print(f"note: the EMA target encoder f' (trained_target) is still {share:.0%} its initial weights")
     console.print(f"report: {run / 'evaluation.json'}")
 
 

@@ -13,7 +13,8 @@ effective rank and the first principal component's share of the variance).
 
 `versus_random_init` gives, per encoder and target, the metric's difference from the random-init
 encoder on the same cases with a paired-bootstrap 95 % interval (probes.paired_difference): an
-encoder is above random init on a target only where that interval lies above 0.
+encoder is above random init on a target only where that interval lies above 0 and its own score's
+interval lies above chance (AUROC 0.5, R² 0): `above`.
 
 Ground truth comes from the phantoms.csv next to each CT file (drrkit.phantom.write_cohort), found
 through the store's cts/source and matched by path (else by CT id). CTs without ground truth are

@@ -26,6 +26,7 @@ from sklearn.preprocessing import StandardScaler
 
 MAX_FOLDS = 5
 BOOTSTRAP = 1000
+NO_INFORMATION = {"auroc": 0.5, "r2": 0.0}  # what a probe that has learnt nothing scores
 
 
 @dataclass(frozen=True)
@@ -122,14 +123,19 @@ def ci95(probe: Probe, seed: int = 0, n: int = BOOTSTRAP) -> list[float] | None:
 
 
 def paired_difference(a: Probe, b: Probe, seed: int = 0, n: int = BOOTSTRAP) -> dict | None:
-    """metric(a) − metric(b) on the same cases, its 95 % bootstrap interval, and the fraction of
-    resamples in which a scores higher. None when either probe did not run."""
+    """metric(a) − metric(b) on the same cases, its 95 % bootstrap interval, the fraction of
+    resamples in which a scores higher, and `above`: a is better than b beyond resampling noise
+    (the interval lies above 0) *and* a itself carries information (its own interval lies above
+    NO_INFORMATION). Two probes at R² ≈ −0.01 can differ consistently by a hair; that is not an
+    encoder above another. None when either probe did not run."""
     if a.prediction is None or b.prediction is None:
         return None
     if a.metric != b.metric or not np.array_equal(a.target, b.target):
         raise ValueError("paired_difference needs two probes of the same metric on the same cases")
     values = _resampled([a, b], seed, n)
     diff = values[:, 0] - values[:, 1]
-    return {"difference": float(a.summary[a.metric] - b.summary[b.metric]),
-            "ci95": [float(v) for v in np.percentile(diff, [2.5, 97.5])],
-            "fraction_of_resamples_higher": float(np.mean(diff > 0))}
+    ci = [float(v) for v in np.percentile(diff, [2.5, 97.5])]
+    own = a.summary.get("ci95")
+    return {"difference": float(a.summary[a.metric] - b.summary[b.metric]), "ci95": ci,
+            "fraction_of_resamples_higher": float(np.mean(diff > 0)),
+            "above": bool(ci[0] > 0 and own is not None and own[0] > NO_INFORMATION[a.metric])}

@@ -3,6 +3,8 @@
 Writes RUN/evaluation.json:
   retrieval   trained model and random-init model (same config and seed) on the held-out CTs of
               the run's split (or on every done CT of --store stores)
+  target_init_share  how much of the EMA target encoder f' is still its initialisation at the
+              checkpoint's step (schedule.Schedule.init_share): large after short runs
   probes      frozen frontal-view features of the trained encoders (EMA target f' and context f),
               the random-init encoder and, with --compare RUN2 (e.g. a MIM-only run), RUN2's
               encoders, against phantoms.csv ground truth (phantom_probe.py)
@@ -22,6 +24,7 @@ from drrkit.evaluate.retrieval import view_retrieval
 from drrkit.train.data import ProjectionViews, scan_store
 from drrkit.train.distributed import resolve_device
 from drrkit.train.run import RunInputs, load_split
+from drrkit.train.schedule import Schedule
 
 REPORT_NAME = "evaluation.json"
 
@@ -51,7 +54,8 @@ def evaluate_run(run: str | Path, stores=None, compare: str | Path | None = None
     baseline = random_init(cfg, dev)
     held, probe_data, where = evaluation_data(run, cfg, payload, stores)
     report = {"run": str(run.resolve()), "step": payload["step"], "config": cfg.name, "held_out": where,
-              "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "target_init_share": Schedule.from_dict(payload["schedule"]).init_share(payload["step"])}
     if held is None:
         report["retrieval"] = {"reason": "no held-out CTs (data.val_fraction is 0); pass --store"}
     else:

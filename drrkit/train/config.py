@@ -21,6 +21,7 @@ VIT_SIZES = {
     "base": (768, 12, 12, "vit_base_patch16_224"),
 }
 INTENSITY_TRANSFORMS = ("minmax", "robust")
+MIM_VIEWS = ("context", "all")
 
 
 def _pair(obj, name: str, low: float | None = None, high: float | None = None) -> None:
@@ -129,6 +130,7 @@ class LossConfig:
     affinity: float = 1.0  # weight of the affinity soft-label term inside L_align
     affinity_tau: float = 0.1  # τ̃ of A_ij = softmax_j(sim(t_i, t_j) / τ̃)
     mim: float = 1.0
+    mim_views: str = "context"  # simulated images of L_MIM: the frontal context | all (+ every target view)
     domain: float = 0.1
     cls: float = 0.1
     decoder: float = 1.0  # latent→image head, MSE on target views, stop-gradient into the encoders
@@ -137,6 +139,8 @@ class LossConfig:
         for name in ("align", "affinity", "mim", "domain", "cls", "decoder"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loss weight {name} must be >= 0")
+        if self.mim_views not in MIM_VIEWS:
+            raise ValueError(f"mim_views must be one of {MIM_VIEWS}, got {self.mim_views!r}")
         if self.tau <= 0 or self.affinity_tau <= 0:
             raise ValueError("tau and affinity_tau must be > 0")
 

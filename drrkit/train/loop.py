@@ -115,7 +115,7 @@ def _train(cfg, inputs: RunInputs, out: Path, payload, info: DistInfo, stop_at, 
     summary = {"run": str(out), "start_step": start, "end_step": max(start, stop), "total_steps": schedule.total_steps,
                "finished": stop >= schedule.total_steps, "last": last, "n_train_cts": len(train_cts),
                "n_val_cts": len(val_cts), "real_dir": inputs.real_dir, "device": str(device),
-               "world_size": info.world_size}
+               "world_size": info.world_size, "target_init_share": schedule.init_share(max(start, stop))}
     if info.is_main:
         (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -4,7 +4,9 @@
 
 A loss whose weight is 0 is not computed, nor any forward pass only it needs. The losses that
 compare domains (L_domain, L_cls) need real radiographs and are skipped for batches without them;
-L_MIM then averages over the simulated images alone. This module is what DDP wraps.
+L_MIM then averages over the simulated images alone. With `mim_views: all` the simulated images
+of L_MIM are the context and every target view (each target with its CT's masks); L_domain and
+L_cls still use the context views' predictions. This module is what DDP wraps.
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ class XWinObjective(nn.Module):
         cfg, f_c = self.cfg, self.model.domain_classifier
         z_sim, h_sim = self.masked_prediction(sim["context"], sim["masks_enc"], sim["masks_pred"])
         pairs = [(z_sim, h_sim)]
+        if cfg.mim_views == "all" and cfg.mim > 0:  # the target views too, each with its CT's masks
+            n = sim["targets"].size(1)
+            z_t, h_t = self.masked_prediction(sim["targets"].flatten(0, 1), sim["masks_enc"].repeat_interleave(n, 0),
+                                              sim["masks_pred"].repeat_interleave(n, 1))
+            pairs = [(torch.cat([z_sim, z_t]), torch.cat([h_sim, h_t]))]
         if real is not None:
             z_real, h_real = self.masked_prediction(real["image"], real["masks_enc"], real["masks_pred"])
             pairs.append((z_real, h_real))

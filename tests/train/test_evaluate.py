@@ -18,6 +18,8 @@ def test_evaluate_reports_retrieval_probes_and_baselines(trained_run):
     run, _ = trained_run
     report = evaluate_run(run, device="cpu")
     assert json.loads((run / "evaluation.json").read_text()) == report
+    # the tiny run: 30 steps of 0.996 → 1.0 leave ~94 % of f' at its initialisation
+    assert report["target_init_share"] == pytest.approx(0.94, abs=0.01)
     for name in ("trained", "random_init"):
         r = report["retrieval"][name]
         assert r["n_cts"] == 2 and r["n_queries"] == 14 and r["views_per_ct"] == [7]
@@ -136,7 +138,7 @@ def test_probe_scores_match_sklearn_and_intervals_cover_them():
 
 
 def test_paired_difference_separates_signal_from_noise():
-    from drrkit.evaluate.probes import auroc_probe, paired_difference
+    from drrkit.evaluate.probes import Probe, auroc_probe, paired_difference, score
 
     rng = np.random.default_rng(3)
     labels = np.repeat([0, 1], 50)
@@ -145,8 +147,15 @@ def test_paired_difference_separates_signal_from_noise():
     strong, weak = auroc_probe(signal, labels), auroc_probe(noise, labels)
     d = paired_difference(strong, weak)
     assert d["difference"] > 0.2 and d["ci95"][0] > 0 and d["fraction_of_resamples_higher"] > 0.99
+    assert d["above"]
     same = paired_difference(weak, weak)
-    assert same["difference"] == 0 and same["ci95"] == [0.0, 0.0]
+    assert same["difference"] == 0 and same["ci95"] == [0.0, 0.0] and not same["above"]
+    # a consistent hair's breadth between two uninformative probes is not "above"
+    target = rng.normal(size=100)
+    far, near = (Probe("r2", {"r2": score("r2", target, p), "ci95": [-1.5, -0.5]}, target, p)
+                 for p in (np.full(100, target.mean() + dx) for dx in (1.0, 1.05)))
+    hair = paired_difference(far, near)
+    assert hair["ci95"][0] > 0 and not hair["above"]
     with pytest.raises(ValueError, match="same cases"):
         paired_difference(strong, auroc_probe(signal[:60], labels[20:80]))
 

@@ -19,6 +19,7 @@ def test_tiny_recipe_loss_falls_and_run_folder_is_complete(trained_run):
     out, summary = trained_run
     records = MetricsLog(out / "metrics.jsonl").read()
     assert [r["step"] for r in records] == list(range(1, 31)) and summary["finished"]
+    assert summary["target_init_share"] == pytest.approx(0.94, abs=0.01)  # f' after 30 steps of EMA
     first, last = (sum(r["total"] for r in rs) / 5 for rs in (records[:5], records[-5:]))
     assert last < first, (first, last)
     for key in ("total", *LOSSES, "lr", "wd", "momentum", "images_per_s"):

@@ -81,3 +81,22 @@ def test_total_is_the_weighted_sum_and_gradients_stop_where_they_should(batches,
 def test_no_real_batch_means_no_domain_terms(batches, fast_cfg):
     losses = XWinObjective(build_xwin(fast_cfg.model, 0), fast_cfg.loss)(batches[0], None)
     assert "domain" not in losses and "cls" not in losses and "mim" in losses
+
+
+def test_mim_on_all_views_averages_context_and_each_target_with_its_cts_masks(batches, fast_cfg):
+    sim, _ = batches
+    model = build_xwin(fast_cfg.model, 0)
+    both = XWinObjective(model, dataclasses.replace(fast_cfg.loss, mim_views="all"))(sim)
+    context_only = XWinObjective(model, fast_cfg.loss)(sim)
+    n = sim["targets"].size(1)
+    per_view = []
+    for j in range(n):  # each target view j of every CT, masked as its CT's context
+        one = {**sim, "context": sim["targets"][:, j]}
+        per_view.append(XWinObjective(model, fast_cfg.loss)(one)["mim"])
+    expected = (context_only["mim"] + sum(per_view)) / (1 + n)  # equal token counts per view
+    torch.testing.assert_close(both["mim"], expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(both["mim"], context_only["mim"])
+    for k in ("align", "affinity", "decoder"):
+        torch.testing.assert_close(both[k], context_only[k])
+    with pytest.raises(ValueError, match="mim_views"):
+        dataclasses.replace(fast_cfg.loss, mim_views="targets")

@@ -1,6 +1,7 @@
 """Learning-rate, weight-decay and EMA schedules; optimizer parameter groups."""
 
 import pytest
+import torch
 
 from drrkit.train.config import ModelConfig, OptimConfig
 from drrkit.train.loop import param_groups
@@ -36,3 +37,24 @@ def test_no_weight_decay_on_biases_and_norms():
     n_trainable = sum(1 for p in model.parameters() if p.requires_grad)
     assert len(decay["params"]) + len(no_decay["params"]) == n_trainable
     assert not any(n.startswith("target_encoder") for n in (names[id(p)] for p in decay["params"]))
+
+
+def test_init_share_is_what_the_ema_leaves_of_the_initial_target_encoder():
+    s = make_schedule(OptimConfig(steps=400), n_train=64, global_batch=16)
+    assert s.init_share() == pytest.approx(0.45, abs=0.01)  # 0.996 → 1.0 over 400 steps
+    assert make_schedule(OptimConfig(steps=10_000), 64, 16).init_share() < 1e-8
+    assert s.init_share(0) == 1.0 and s.init_share(100) > s.init_share()
+    model = build_xwin(ModelConfig(size="tiny", img_size=32, patch_size=8, depth=1), 0)
+    start = [p.detach().clone() for p in model.target_encoder.parameters()]
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.zero_()  # f = 0: what is left of f' after the updates is its initialisation alone
+    for step in range(60):
+        model.update_target_encoder(s.momentum(step))
+    checked = 0
+    for p, p0 in zip(model.target_encoder.parameters(), start):
+        if p0.abs().sum() > 0:
+            torch.testing.assert_close(p, p0 * s.init_share(60), rtol=1e-4, atol=1e-7)
+            checked += 1
+    assert checked >= 8  # the weights (biases start at 0)
+    assert type(s).from_dict(s.to_dict()) == s
