@@ -4,6 +4,8 @@
 # .whl/: the GPU image lacks isal, drrkit's .nii.gz decoder):
 #   bash benchmarks/gpu_runs.sh render|corpus|train|final|corpus-procs|probes  RESULTS_DIR
 # Each step has its own time limit and log; a failing step is recorded and the next one runs.
+# With 15 device-minutes a session (start-up included), one of corpus-procs / probes fits per
+# session: corpus-procs first (issue 3 is P2).
 set -u
 part=$1; R=$2; mkdir -p "$R"
 W=${DRRKIT_GPU_WORK:-$PWD/.gpu-work}; mkdir -p "$W"
