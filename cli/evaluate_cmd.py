@@ -52,8 +52,10 @@ def evaluate(
         console.print(f"{name} above random init (95 % intervals: of the difference > 0, of its own score above "
                       f"chance): "
                       f"{', '.join(above) or 'none'}")
+    from drrkit.train.schedule import INIT_SHARE_NOTE
+
     share = report.get("target_init_share")
-    if share is not None and share >= 0.05:
+    if share is not None and share >= INIT_SHARE_NOTE:
         console.print(f"note: the EMA target encoder f' (trained_target) is still {share:.0%} its initial weights")
     console.print(f"report: {run / 'evaluation.json'}")
 

@@ -71,9 +71,6 @@ def _train_with_progress(cfg, stores, out, real_dir, resume, stop_at, device) ->
                      on_step=on_step)
 
 
-INIT_SHARE_NOTE = 0.05  # say so when more of f' than this is still its initialisation
-
-
 def _print_summary(summary: dict) -> None:
     from cli.app import console
 
@@ -83,6 +80,8 @@ def _print_summary(summary: dict) -> None:
     state = "finished" if summary["finished"] else f"stopped at step {summary['end_step']} (--resume continues)"
     console.print(f"[bold green]{state}[/]: steps {summary['start_step']}→{summary['end_step']} of "
                   f"{summary['total_steps']} on {summary['device']} × {summary['world_size']}; {losses}")
+    from drrkit.train.schedule import INIT_SHARE_NOTE
+
     share = summary.get("target_init_share")
     if share is not None and share >= INIT_SHARE_NOTE:
         console.print(f"[yellow]note[/]: the EMA target encoder f' still holds {share:.0%} of its initial (random) "

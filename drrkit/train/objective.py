@@ -38,15 +38,17 @@ class XWinObjective(nn.Module):
     def forward(self, sim: dict, real: dict | None = None) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         w = self.weights
+        t_tokens = None  # f' tokens of the target views, shared by the view and the masked losses
         if w["align"] > 0 or w["decoder"] > 0:
-            self._view_losses(sim, out)
+            t_tokens = self._view_losses(sim, out)
         if w["mim"] > 0 or w["domain"] > 0 or w["cls"] > 0:
-            self._masked_losses(sim, real, out)
+            self._masked_losses(sim, real, out, t_tokens)
         out["total"] = sum(w[k] * v for k, v in out.items())
         return out
 
-    def _view_losses(self, sim: dict, out: dict) -> None:
-        """World-model terms: predict target views from the context + action; decode targets."""
+    def _view_losses(self, sim: dict, out: dict) -> torch.Tensor:
+        """World-model terms: predict target views from the context + action; decode targets.
+        Returns the target views' f' tokens (B·N, T, D)."""
         m, cfg = self.model, self.cfg
         targets = sim["targets"].flatten(0, 1)  # (B·N, C, H, W)
         t_tokens = m.target_tokens(targets)
@@ -58,22 +60,26 @@ class XWinObjective(nn.Module):
                 out["affinity"] = L.affinity_loss(z, t, cfg.tau, cfg.affinity_tau)
         if cfg.decoder > 0:
             out["decoder"] = F.mse_loss(m.decoder(t_tokens.detach()).float(), targets.float())
+        return t_tokens
 
-    def masked_prediction(self, images: torch.Tensor, masks_enc, masks_pred) -> tuple[torch.Tensor, torch.Tensor]:
-        """(g_m predictions, layer-normed target tokens) at the masked patches, (npred·B, K, D)."""
+    def masked_prediction(self, images: torch.Tensor, masks_enc, masks_pred,
+                          target_tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(g_m predictions, layer-normed target tokens) at the masked patches, (npred·B, K, D).
+        `target_tokens`: the images' f' tokens where already computed."""
         m = self.model
-        h = apply_masks(L.layer_normed(m.target_tokens(images)), list(masks_pred))
+        tokens = m.target_tokens(images) if target_tokens is None else target_tokens
+        h = apply_masks(L.layer_normed(tokens), list(masks_pred))
         z = m.masked_predictor(m.context_tokens(images, masks_enc), masks_enc, masks_pred)
         return z, h
 
-    def _masked_losses(self, sim: dict, real: dict | None, out: dict) -> None:
+    def _masked_losses(self, sim: dict, real: dict | None, out: dict, t_tokens: torch.Tensor | None) -> None:
         cfg, f_c = self.cfg, self.model.domain_classifier
         z_sim, h_sim = self.masked_prediction(sim["context"], sim["masks_enc"], sim["masks_pred"])
         pairs = [(z_sim, h_sim)]
         if cfg.mim_views == "all" and cfg.mim > 0:  # the target views too, each with its CT's masks
             n = sim["targets"].size(1)
             z_t, h_t = self.masked_prediction(sim["targets"].flatten(0, 1), sim["masks_enc"].repeat_interleave(n, 0),
-                                              sim["masks_pred"].repeat_interleave(n, 1))
+                                              sim["masks_pred"].repeat_interleave(n, 1), t_tokens)
             pairs = [(torch.cat([z_sim, z_t]), torch.cat([h_sim, h_t]))]
         if real is not None:
             z_real, h_real = self.masked_prediction(real["image"], real["masks_enc"], real["masks_pred"])

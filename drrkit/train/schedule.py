@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 
 from drrkit.train.config import OptimConfig
 
+INIT_SHARE_NOTE = 0.05  # train / evaluate say so when more of f' than this is still its initialisation
+
 
 @dataclass(frozen=True)
 class Schedule:
