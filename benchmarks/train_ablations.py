@@ -5,10 +5,11 @@ bootstrap), the features' effective rank, and how much of f' is still its initia
 
   python benchmarks/train_ablations.py --store phantoms64.zarr --base train-xwin-tiny-phantoms \\
       --steps 400 --workdir runs/ablate --out benchmarks/results/train-ablations-cpu-2core.json \\
-      [--variant baseline ema-0.98 ...]
+      [--variant baseline ema-0.98 ...] [--set name:section.key=value[,section.key=value]]
 
 Each variant is a set of config overrides ("section.key": value) of the base; the named ones are
-in VARIANTS, and `--set name:section.key=value[,section.key=value]` adds one. A variant whose run
+in VARIANTS, and `--set` adds one (values are YAML: `optim.ema=[0.98,1.0]`). Without --variant
+all named variants run, or none when --set is given. A variant whose run
 folder holds a finished run of the same config and steps is not trained again, only evaluated.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -29,6 +31,7 @@ from benchmarks.machine import machine_info  # noqa: E402
 
 VARIANTS = {
     "baseline": {},
+    "raw-input": {"model.input_mean": 0.0, "model.input_std": 1.0},  # encoders see the [0, 1] image as is
     "ema-0.98": {"optim.ema": [0.98, 1.0]},  # f' follows f faster: ~2 % of its init left at 400 steps
     "align-only-ema-0.98": {"optim.ema": [0.98, 1.0], "loss.mim": 0.0, "loss.domain": 0.0, "loss.cls": 0.0},
     "low-lr-ema-0.99": {"optim.base_lr": 0.004, "optim.ema": [0.99, 1.0]},  # peak lr / 5
@@ -42,10 +45,25 @@ def parse_set(text: str) -> tuple[str, dict]:
     if not name or not body:
         raise SystemExit(f"--set {text!r}: expected name:section.key=value[,section.key=value]")
     overrides = {}
-    for item in body.split(","):
+    for item in re.split(r",(?=\s*[\w]+\.[\w]+\s*=)", body):  # a comma inside [a, b] stays in the value
         key, _, value = item.partition("=")
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise SystemExit(f"--set {text!r}: value of {key.strip()!r} is not YAML: {value!r}") from err
     return name, overrides
+
+
+def select_variants(named: list[str] | None, extra: list[str]) -> dict[str, dict]:
+    """Variants to run: the named ones (all of VARIANTS when None and no --set), then the --set ones."""
+    if named is None:
+        named = [] if extra else list(VARIANTS)
+    unknown = [v for v in named if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; named ones: {list(VARIANTS)} (or use --set)")
+    variants = {v: VARIANTS[v] for v in named}
+    variants.update(parse_set(s) for s in extra)
+    return variants
 
 
 def variant_config(base, overrides: dict, steps: int):
@@ -108,25 +126,22 @@ def main() -> None:
     ap.add_argument("--base", default="train-xwin-tiny-phantoms", help="base training config (name or path)")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--workdir", type=Path, required=True, help="run folders, one per variant")
-    ap.add_argument("--variant", nargs="+", default=list(VARIANTS), help=f"named variants: {', '.join(VARIANTS)}")
+    ap.add_argument("--variant", nargs="+", action="extend", default=None,
+                    help=f"named variants: {', '.join(VARIANTS)} (default: all of them, or none with --set)")
     ap.add_argument("--set", action="append", default=[], dest="extra", help="name:section.key=value[,...]")
     ap.add_argument("--out", type=Path, required=True, help="JSON result")
     args = ap.parse_args()
 
     from drrkit.train.config import load_train_config
 
-    unknown = [v for v in args.variant if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown variants {unknown}; named ones: {list(VARIANTS)} (or use --set)")
-    variants = {v: VARIANTS[v] for v in args.variant}
-    variants.update(parse_set(s) for s in args.extra)
+    variants = select_variants(args.variant, args.extra)
     base = load_train_config(args.base)
     results = {}
     for name, overrides in variants.items():
         results[name] = {"overrides": overrides,
                          **run_variant(name, variant_config(base, overrides, args.steps), args.store, args.workdir)}
     record = {"benchmark": "train-ablations", "machine": machine_info(), "store": str(args.store.resolve()),
-              "base_config": base.name, "steps": args.steps, "variants": results}
+              "base_config": base.name, "base_resolved": base.to_dict(), "steps": args.steps, "variants": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1))
     for name, r in results.items():

@@ -7,7 +7,8 @@ The file's metadata names the timm model and the create_model kwargs that load i
     vit.load_state_dict(safetensors.torch.load_file(path))          # strict
 
 (no CLS token, global_pool='avg' with fc_norm=False, num_classes=0, in_chans and sizes of the run),
-plus the input transform the encoder expects (per-image display transform, grey, img_size).
+plus the input transform the encoder expects (per-image display transform to [0, 1], grey,
+img_size, then (x − mean) / std with the run's model.input_mean / input_std).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def export_encoder(run: str | Path, out: str | Path, which: str = "target") -> d
     meta = {"timm_model": name, "timm_kwargs": json.dumps(kwargs), "encoder": which,
             "source_run": str(Path(run).resolve()), "step": str(payload["step"]),
             "input": json.dumps({"img_size": cfg.model.img_size, "in_chans": cfg.model.in_chans,
-                                 "intensity": cfg.data.intensity, "range": [0.0, 1.0]})}
+                                 "intensity": cfg.data.intensity, "range": [0.0, 1.0],
+                                 "mean": cfg.model.input_mean, "std": cfg.model.input_std})}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out), metadata=meta)
@@ -37,7 +39,8 @@ def export_encoder(run: str | Path, out: str | Path, which: str = "target") -> d
 
 
 def load_exported_encoder(path: str | Path):
-    """The timm model of an exported encoder, loaded strictly."""
+    """The timm model of an exported encoder, loaded strictly, with its input standardisation set
+    for `drrkit.train.vit.encode` (files written before it was recorded: none)."""
     import timm
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -46,4 +49,6 @@ def load_exported_encoder(path: str | Path):
         meta = f.metadata()
     vit = timm.create_model(meta["timm_model"], pretrained=False, **json.loads(meta["timm_kwargs"]))
     vit.load_state_dict(load_file(str(path)), strict=True)
+    spec = json.loads(meta["input"])
+    vit.input_norm = (float(spec.get("mean", 0.0)), float(spec.get("std", 1.0)))
     return vit.eval()

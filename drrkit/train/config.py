@@ -49,8 +49,14 @@ class ModelConfig:
     decoder_depth: int = 2
     classifier_hidden: int = 256
     action_dim: int = 1  # 1: yaw; 3: ZXY rotation; 6: rotation + translation (mm / 100)
+    # The encoders see (x - input_mean) / input_std of the [0, 1] display image (torchvision's
+    # Normalize, as the I-JEPA code X-WIN builds on); 0 / 1 leaves the image as it is.
+    input_mean: float = 0.0
+    input_std: float = 1.0
 
     def __post_init__(self):
+        if not self.input_std > 0:
+            raise ValueError(f"input_std must be > 0, got {self.input_std}")
         if self.size not in VIT_SIZES:
             raise ValueError(f"size must be one of {sorted(VIT_SIZES)}, got {self.size!r}")
         if self.img_size % self.patch_size:

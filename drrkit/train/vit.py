@@ -4,7 +4,9 @@ position embeddings (as in the I-JEPA / X-WIN releases), and the masked forward 
 The encoder is `timm.create_model(<size's name>, pretrained=False, class_token=False,
 global_pool='', num_classes=0, img_size, patch_size, in_chans, depth, ...)`, so its state dict
 loads into timm as-is (see `timm_export_spec`). The position table is computed here and copied
-into `pos_embed`, which does not train.
+into `pos_embed`, which does not train. The input standardisation (x − input_mean) / input_std
+(model config) is applied in `encode`, from `vit.input_norm`, so it is not part of the state dict:
+an exported encoder carries it in its metadata.
 """
 
 from __future__ import annotations
@@ -52,12 +54,17 @@ def build_encoder(cfg: ModelConfig) -> nn.Module:
     vit.pos_embed.requires_grad_(False)
     with torch.no_grad():
         vit.pos_embed.copy_(sincos_pos_embed(cfg.embed_dim, cfg.grid).unsqueeze(0))
+    vit.input_norm = (float(cfg.input_mean), float(cfg.input_std))
     return vit
 
 
 def encode(vit: nn.Module, images: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
     """Patch tokens (B, T, D) after the final norm; with `keep` (B, K) patch indices only those
-    tokens enter the transformer (I-JEPA context encoding) → (B, K, D)."""
+    tokens enter the transformer (I-JEPA context encoding) → (B, K, D). `images` are [0, 1]
+    display images; they are standardised by `vit.input_norm` (set by build_encoder)."""
+    mean, std = vit.input_norm
+    if (mean, std) != (0.0, 1.0):
+        images = (images - mean) / std
     x = vit.patch_embed(images)
     x = vit.pos_drop(x + vit.pos_embed)
     x = vit.norm_pre(vit.patch_drop(x))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from drrkit.evaluate import evaluate_run, export_encoder, load_run, pooled_features, probe_folder
+from drrkit.evaluate import evaluate_run, export_encoder, load_exported_encoder, load_run, pooled_features, probe_folder
 from drrkit.evaluate.probes import cv_auroc, cv_r2
 from drrkit.evaluate.report import evaluation_data
 from drrkit.train import train
@@ -111,10 +111,14 @@ def test_exported_encoder_loads_strictly_into_timm(trained_run, tmp_path):
     missing = vit.load_state_dict(load_file(str(path)), strict=True)
     assert not missing.missing_keys and not missing.unexpected_keys
     vit.eval()
-    _, model, _ = load_run(run)
+    cfg, model, _ = load_run(run)
+    spec = json.loads(meta["input"])  # plain timm takes the standardised image
+    assert (spec["mean"], spec["std"]) == (cfg.model.input_mean, cfg.model.input_std) != (0.0, 1.0)
     x = torch.rand(3, 1, 48, 48)
     with torch.no_grad():
-        assert torch.allclose(vit(x), pooled_features(model.target_encoder, x), atol=1e-5)  # global_pool='avg'
+        expected = pooled_features(model.target_encoder, x)
+        assert torch.allclose(vit((x - spec["mean"]) / spec["std"]), expected, atol=1e-5)  # global_pool='avg'
+        assert torch.allclose(pooled_features(load_exported_encoder(path), x), expected, atol=1e-5)
 
 
 def test_probe_scores_match_sklearn_and_intervals_cover_them():

@@ -65,3 +65,19 @@ def test_init_is_seeded():
     assert not torch.equal(sa["encoder.blocks.0.attn.qkv.weight"], sc["encoder.blocks.0.attn.qkv.weight"])
     x = torch.rand(2, 1, 48, 48)
     assert torch.equal(encode(a.encoder, x), encode(a.target_encoder, x))  # f' starts as a copy of f
+
+
+def test_input_standardisation_is_applied_by_both_encoders_and_travels_with_the_ema_copy():
+    import pytest
+
+    plain = build_xwin(CFG, seed=0)
+    normed = build_xwin(dataclasses.replace(CFG, input_mean=0.5, input_std=0.25), seed=0)
+    x = torch.rand(2, 1, 48, 48)
+    with torch.no_grad():
+        for a, b in ((plain.encoder, normed.encoder), (plain.target_encoder, normed.target_encoder)):
+            assert torch.allclose(encode(b, x), encode(a, (x - 0.5) / 0.25), atol=1e-5)
+            assert not torch.allclose(encode(b, x), encode(a, x), atol=1e-3)
+    assert normed.target_encoder.input_norm == (0.5, 0.25) and plain.encoder.input_norm == (0.0, 1.0)
+    assert "input_norm" not in "".join(normed.encoder.state_dict())
+    with pytest.raises(ValueError, match="input_std"):
+        ModelConfig(input_std=0.0)
