@@ -9,8 +9,8 @@ bootstrap), the features' effective rank, and how much of f' is still its initia
 
 Each variant is a set of config overrides ("section.key": value) of the base; the named ones are
 in VARIANTS, and `--set` adds one (values are YAML: `optim.ema=[0.98,1.0]`). Without --variant
-all named variants run, or none when --set is given. A variant whose run
-folder holds a finished run of the same config and steps is not trained again, only evaluated.
+all named variants run, or none when --set is given. A variant whose run folder holds a finished
+run of the same config and steps is not trained again, only evaluated.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def parse_set(text: str) -> tuple[str, dict]:
     if not name or not body:
         raise SystemExit(f"--set {text!r}: expected name:section.key=value[,section.key=value]")
     overrides = {}
-    for item in re.split(r",(?=\s*[\w]+\.[\w]+\s*=)", body):  # a comma inside [a, b] stays in the value
+    for item in re.split(r",(?=\s*\w+\.\w+\s*=)", body):  # a comma inside [a, b] stays in the value
         key, _, value = item.partition("=")
         try:
             overrides[key.strip()] = yaml.safe_load(value)
