@@ -19,6 +19,10 @@ NIfTI like real corpora. Generation time is not counted.
   python benchmarks/bench_corpus.py --n-cts 8 --depth 300 --height 64 --views 8 --device cpu \\
       --workers 0 1 2 --peer-cts 1 --out benchmarks/results/corpus-cpu-2core.json   # this CPU, reduced
 
+`--allocator both` runs each --workers value twice: with drrkit's glibc settings (freed memory
+kept for the next CT, drrkit.pipeline.allocator) and with the defaults it replaced (Dask's
+MALLOC_TRIM_THRESHOLD_=65536 in workers, glibc's own in-process), as the named peer of that change.
+
 Two rates per drrkit run: views/s of the whole process (what the goal is judged on) and views/s
 after the first CT finished (start-up excluded: the rate a 50,000-CT corpus settles at). The CPU
 and GPU utilisation samples say which of the two bounds the run.
@@ -109,13 +113,15 @@ def xwin_release_loop(paths: list[Path], height: int, views: int, device: str, o
 
 
 class Sampler(threading.Thread):
-    """Every 200 ms: GPU utilisation from nvidia-smi (none without a GPU) and the machine's CPU
-    use (psutil, % of all cores): which of the two a corpus run is bound by."""
+    """Every 200 ms: GPU utilisation from nvidia-smi (none without a GPU), the machine's CPU use
+    (psutil, % of all cores): which of the two a corpus run is bound by; and the resident memory
+    of this process's descendants (the run and its workers), summed."""
 
     def __init__(self):
         super().__init__(daemon=True)
         self.gpu: list[float] = []
         self.cpu: list[float] = []
+        self.rss: list[int] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -125,6 +131,7 @@ class Sampler(threading.Thread):
         has_gpu = True
         while not self.stop.wait(0.2):
             self.cpu.append(psutil.cpu_percent())
+            self.rss.append(_descendants_rss(psutil))
             if not has_gpu:
                 continue
             try:
@@ -137,12 +144,38 @@ class Sampler(threading.Thread):
     def summary(self) -> dict:
         return {"gpu_utilisation_mean_pct": float(np.mean(self.gpu)) if self.gpu else None,
                 "gpu_busy_fraction": float(np.mean([s > 10 for s in self.gpu])) if self.gpu else None,
-                "cpu_utilisation_mean_pct": float(np.mean(self.cpu)) if self.cpu else None}
+                "cpu_utilisation_mean_pct": float(np.mean(self.cpu)) if self.cpu else None,
+                "peak_rss_gib_all_processes": max(self.rss, default=0) / 2**30}
 
 
-def drrkit_run(ct_dir: Path, out: Path, workers: str, args) -> dict:
+def _descendants_rss(psutil) -> int:
+    total = 0
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:  # exited between listing and reading
+            pass
+    return total
+
+
+def allocator_env(allocator: str, workers: str) -> dict[str, str]:
+    """Environment of a run: drrkit's own allocator settings, or the defaults they replace. Every
+    malloc variable drrkit would set is given, with the default's value, so that it sets none."""
+    if allocator == "drrkit":
+        return {}
+    arenas = str(8 * (os.cpu_count() or 1))  # glibc's arena limit on 64-bit: a no-op when set
+    if workers == "0":
+        return {"MALLOC_ARENA_MAX": arenas}  # glibc's defaults in the rendering process
+    # Dask's pre-spawn default; glibc's own mmap count (setting the trim threshold already turns
+    # glibc's adaptive mmap threshold off)
+    return {"MALLOC_ARENA_MAX": arenas, "MALLOC_MMAP_MAX_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
+
+
+def drrkit_run(ct_dir: Path, out: Path, workers: str, args, allocator: str = "drrkit") -> dict:
     """One whole `python -m drrkit render` process on a fresh store."""
     import shutil
+
+    from drrkit.pipeline.allocator import KEEP_MEMORY_ENV
 
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "drrkit", "render", "--ct-dir", str(ct_dir), "--poses", "xwin",
@@ -154,7 +187,8 @@ def drrkit_run(ct_dir: Path, out: Path, workers: str, args) -> dict:
     sampler.start()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k not in KEEP_MEMORY_ENV}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**env, **allocator_env(allocator, workers)})
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the run and every process it waited for
     sampler.stop.set()
@@ -162,7 +196,7 @@ def drrkit_run(ct_dir: Path, out: Path, workers: str, args) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"drrkit render failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     report = json.loads(Path(str(out) + ".report.json").read_text())
-    return {"command": " ".join(cmd[1:]), "workers": workers, "wall_s": wall, "views": report["views_rendered"],
+    return {"command": " ".join(cmd[1:]), "workers": workers, "allocator": allocator, "wall_s": wall, "views": report["views_rendered"],
             "views_per_s": report["views_rendered"] / wall,
             "steady_views_per_s": report.get("steady_views_per_second"),
             "first_ct_after_s": report.get("first_ct_after_seconds"),
@@ -171,6 +205,22 @@ def drrkit_run(ct_dir: Path, out: Path, workers: str, args) -> dict:
             # most CTs per second any scheduling can reach, whatever the GPU does
             "cpu_seconds": cpu, "cpu_seconds_per_ct": cpu / max(1, len(report["results"])),
             "backend": report["backend"], "cluster": report.get("cluster"), **sampler.summary()}
+
+
+def allocator_ratios(runs: list[dict]) -> dict:
+    """Per --workers value run both ways: drrkit's allocator settings over the defaults."""
+    out = {}
+    for workers in dict.fromkeys(r["workers"] for r in runs):
+        pair = {r["allocator"]: r for r in runs if r["workers"] == workers}
+        if len(pair) == 2:
+            kept, default = pair["drrkit"], pair["default"]
+            out[workers] = {
+                "views_per_s": kept["views_per_s"] / default["views_per_s"],
+                "steady_views_per_s": (kept["steady_views_per_s"] or 0.0) / (default["steady_views_per_s"] or 1.0),
+                "cpu_seconds_per_ct_default_over_drrkit": default["cpu_seconds_per_ct"] / kept["cpu_seconds_per_ct"],
+                "peak_rss_gib": {"drrkit": kept["peak_rss_gib_all_processes"],
+                                 "default": default["peak_rss_gib_all_processes"]}}
+    return out
 
 
 def existing_or_new_cts(out: Path, n: int, depth: int) -> list[Path]:
@@ -199,6 +249,8 @@ def main() -> None:
     ap.add_argument("--workers", nargs="+", default=["auto"],
                     help="drrkit render --workers values to run, each on a fresh store (e.g. 0 1 8 auto)")
     ap.add_argument("--threads-per-worker", type=int, default=None, help="passed to drrkit render (default: its auto)")
+    ap.add_argument("--allocator", choices=["drrkit", "default", "both"], default="drrkit",
+                    help="drrkit's glibc malloc settings, the defaults they replace, or both (see above)")
     ap.add_argument("--workdir", type=Path, default=None, help="reuses the CTs a run with the same workdir made")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -206,23 +258,26 @@ def main() -> None:
     (work / "cts").mkdir(parents=True, exist_ok=True)
     paths = existing_or_new_cts(work / "cts", args.n_cts, args.depth)
     runs = []
+    allocators = ["drrkit", "default"] if args.allocator == "both" else [args.allocator]
     for workers in args.workers:
-        runs.append(drrkit_run(work / "cts", work / "corpus.zarr", workers, args))
-        print("drrkit:", json.dumps(runs[-1]), flush=True)
+        for allocator in allocators:
+            runs.append(drrkit_run(work / "cts", work / "corpus.zarr", workers, args, allocator))
+            print("drrkit:", json.dumps(runs[-1]), flush=True)
     (work / "jpg").mkdir(exist_ok=True)
     peer = xwin_release_loop(paths[: args.peer_cts or len(paths)], args.height, args.views, args.device, work / "jpg")
     print("peer:", json.dumps(peer), flush=True)
     for run in runs:
         run["ratio_views_per_s"] = run["views_per_s"] / peer["views_per_s"]
         run["ratio_steady_views_per_s"] = (run["steady_views_per_s"] or 0.0) / peer["views_per_s"]
-    best = max(runs, key=lambda r: r["views_per_s"])
+    best = max((r for r in runs if r["allocator"] == "drrkit"), key=lambda r: r["views_per_s"], default=None)
     result = {"benchmark": "corpus", "machine": machine_info(), "params": {k: str(v) for k, v in vars(args).items()},
               "drrkit": best, "drrkit_runs": runs, "peer_xwin_serial_loop": peer,
-              "ratio_views_per_s": best["ratio_views_per_s"]}
+              "ratio_views_per_s": best["ratio_views_per_s"] if best else None,
+              "allocator_ratios": allocator_ratios(runs)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     for run in runs:
-        print(f"drrkit --workers {run['workers']}: {run['views_per_s']:.2f} views/s whole process "
+        print(f"drrkit --workers {run['workers']} ({run['allocator']} allocator): {run['views_per_s']:.2f} views/s whole process "
               f"({run['ratio_views_per_s']:.1f}x), {run['steady_views_per_s'] or 0:.2f} after the first CT "
               f"({run['ratio_steady_views_per_s']:.1f}x); {run['cpu_seconds_per_ct']:.2f} CPU-s per CT; "
               f"CPU {run['cpu_utilisation_mean_pct'] or 0:.0f}%, "

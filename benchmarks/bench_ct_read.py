@@ -10,6 +10,14 @@ This measures, per compressed CT and single-threaded (time.process_time, median 
   table entry   CTVolume.checksum() + HU min/max (what drrkit records per CT)
   write         CorpusWriter.write_rows of the CT's views, when --store holds rendered images
 
+and the host work of one corpus task before rendering (read, checksum, HU range) the way a Dask
+worker runs it: in a task thread of a fresh process, per-thread CPU seconds (user + system: page
+faults count), median over the second of two passes (steady state, as in a long run):
+
+  task-before   glibc defaults with Dask's MALLOC_TRIM_THRESHOLD_, SHA-256 checksum, NaN/inf scan
+  task-now      drrkit's worker settings (drrkit.pipeline.allocator), XXH3 checksum, integer
+                voxels not scanned for NaN/inf (they cannot hold any)
+
   python benchmarks/bench_ct_read.py --ct-dir DIR [--store corpus.zarr] --out results/ct-read-cpu.json
 
 The CTs of bench_corpus.py (`--workdir W` leaves them in W/cts) are the intended input.
@@ -36,13 +44,62 @@ def cpu_seconds(fn) -> tuple[float, object]:
     return time.process_time() - t0, out
 
 
+def _task_host_work(path: Path, variant: str) -> float:
+    """Thread CPU seconds of what render_ct does to a CT before rendering it."""
+    import hashlib
+
+    from drrkit.ct import read_nifti
+
+    t0 = time.thread_time()
+    ct = read_nifti(path)
+    if variant == "before":
+        np.isfinite(ct.hu).all()
+        h = hashlib.sha256(ct.hu.T if ct.hu.flags.f_contiguous else np.asfortranarray(ct.hu).T)
+        h.update(ct.affine.tobytes())
+        h.hexdigest()
+    else:
+        ct.checksum()
+    float(np.min(ct.hu)), float(np.max(ct.hu))
+    return time.thread_time() - t0
+
+
+def _task_path_child(paths: list[Path], variant: str) -> None:
+    """Subprocess mode: two passes over the CTs in one task thread; print the second's seconds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        seconds = list(pool.map(lambda p: _task_host_work(p, variant), paths * 2))
+    print(json.dumps(seconds[len(paths):]))
+
+
+def task_path(paths: list[Path]) -> dict[str, list[float]]:
+    """Per-CT host seconds of a corpus task before (Dask's and glibc's defaults, SHA-256) and now."""
+    import os
+    import subprocess
+
+    from drrkit.pipeline.allocator import KEEP_MEMORY_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in KEEP_MEMORY_ENV}
+    envs = {"before": {**env, "MALLOC_TRIM_THRESHOLD_": "65536"}, "now": {**env, **KEEP_MEMORY_ENV}}
+    out = {}
+    for variant, child_env in envs.items():
+        cmd = [sys.executable, __file__, "--task-path", variant, "--out", "-", "--ct-dir", str(paths[0].parent),
+               "--max-cts", str(len(paths))]
+        run = subprocess.run(cmd, env=child_env, capture_output=True, text=True, check=True)
+        out[f"task-{variant}"] = json.loads(run.stdout.strip().splitlines()[-1])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ct-dir", type=Path, required=True)
     ap.add_argument("--store", type=Path, default=None, help="a store of these CTs whose images to rewrite")
     ap.add_argument("--max-cts", type=int, default=8)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--task-path", choices=["before", "now"], help=argparse.SUPPRESS)  # subprocess mode
     args = ap.parse_args()
+    if args.task_path:
+        return _task_path_child(sorted(args.ct_dir.glob("*.nii.gz"))[: args.max_cts], args.task_path)
     import nibabel as nib
     import torch
     from diffdrr.data import read
@@ -80,18 +137,24 @@ def main() -> None:
             poses = recipe.sample_poses(nifti_stem(path))
             times["write"].append(cpu_seconds(lambda: writer.write_rows(k, views, poses))[0])
         print(path.name, {name: round(v[-1], 3) for name, v in times.items() if v}, flush=True)
+    times.update(task_path(paths))
     median = {name: float(np.median(v)) for name, v in times.items() if v}
     host = median["drrkit"] + median["table entry"] + median.get("write", 0.0)
+    task_host = median["task-now"] + median.get("write", 0.0)
     result = {"benchmark": "ct-read", "machine": machine_info(), "cts": [str(p) for p in paths],
-              "cpu_seconds_per_ct_median": median,
+              "cpu_seconds_per_ct_median": median, "cpu_seconds_per_ct": times,
               "ratio_nibabel_over_drrkit": median["nibabel"] / median["drrkit"],
               "ratio_diffdrr_read_over_drrkit": median["diffdrr-read"] / median["drrkit"],
-              "drrkit_host_cpu_seconds_per_ct": host}
+              "ratio_task_before_over_now": median["task-before"] / median["task-now"],
+              "drrkit_host_cpu_seconds_per_ct": host,
+              "drrkit_task_host_cpu_seconds_per_ct": task_host}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"drrkit read {median['drrkit']:.2f} CPU-s per CT vs nibabel {median['nibabel']:.2f} "
           f"({result['ratio_nibabel_over_drrkit']:.1f}x) vs DiffDRR read {median['diffdrr-read']:.2f} "
-          f"({result['ratio_diffdrr_read_over_drrkit']:.1f}x); host path per CT {host:.2f} CPU-s; written {args.out}")
+          f"({result['ratio_diffdrr_read_over_drrkit']:.1f}x); host path per CT {host:.2f} CPU-s; "
+          f"task thread (read, checksum, range) {median['task-now']:.2f} CPU-s vs {median['task-before']:.2f} "
+          f"before ({result['ratio_task_before_over_now']:.2f}x); written {args.out}")
 
 
 if __name__ == "__main__":

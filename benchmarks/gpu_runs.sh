@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU-machine measurements behind benchmarks/results/*-h100.* and *-h200.*, in the order they ran.
-# Usage (repo root, on the GPU machine, wheels from `EXTRA=isal bash ../shared/tools/gpu-wheels.sh` in
-# .whl/: the GPU image lacks isal, drrkit's .nii.gz decoder):
+# Usage (repo root, on the GPU machine, wheels from `EXTRA="isal xxhash" bash ../shared/tools/gpu-wheels.sh` in
+# .whl/: the GPU image lacks isal, drrkit's .nii.gz decoder, and xxhash, its CT checksum):
 #   bash benchmarks/gpu_runs.sh render|corpus|train|final|corpus-procs|probes  RESULTS_DIR
 # Each step has its own time limit and log; a failing step is recorded and the next one runs.
 # With 15 device-minutes a session (start-up included), one of corpus-procs / probes fits per
@@ -70,11 +70,12 @@ final)  # fourth call: the phantom cohort, 1,000 steps of each run, evaluation, 
   step evaluate-compare 60 python3 -m drrkit evaluate "$W/run-wm" --compare "$W/run-mim"
   cp "$W/run-wm/evaluation.json" "$R/train-eval-$T.json"
   ;;
-corpus-procs)  # next GPU session (issue 3): several worker processes per GPU, faster NIfTI reads.
+corpus-procs)  # next GPU session (issue 3): several worker processes per GPU, faster NIfTI reads,
+  # freed memory kept between CTs (each --workers value also with the allocator defaults it replaced).
   # Step limits add up to 530 s: one device call (600 s at most) with the wheel install.
   step pytest-gpu 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/pipeline tests/render
   step bench-corpus 280 python3 benchmarks/bench_corpus.py --n-cts 64 --depth 300 --height 256 --device cuda \
-      --workers 1 8 16 --peer-cts 4 --workdir "$W/corpus" --out "$R/corpus-$T.json"
+      --workers 1 8 16 --allocator both --peer-cts 4 --workdir "$W/corpus" --out "$R/corpus-$T.json"
   # the X-WIN release renders at 512x512: the same CTs at its resolution
   step bench-corpus-512 100 python3 benchmarks/bench_corpus.py --n-cts 64 --depth 300 --height 512 --device cuda \
       --workers 8 --peer-cts 2 --workdir "$W/corpus" --out "$R/corpus512-$T.json"

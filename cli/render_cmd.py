@@ -73,6 +73,10 @@ def render(
             print_dry_run(job, plan_only(job))
             return
         cluster = cluster_spec(workers, scheduler, threads_per_worker, retries, device)
+        if cluster is None:  # CTs load in this process: keep its freed memory for the next one
+            from drrkit.pipeline.allocator import keep_freed_memory
+
+            keep_freed_memory()
         code = run_with_progress(job, cluster)
     except (ConfigError, FileNotFoundError, StoreError, ValueError) as exc:
         usage_error(str(exc))

@@ -140,6 +140,18 @@ def _as_3d(path: Path, data: np.ndarray) -> np.ndarray:
     return data
 
 
+def _finite_by_construction(raw_dtype: np.dtype, slope, inter) -> bool:
+    """Whether every voxel is finite without looking: integer voxels (most CTs are int16) scaled by
+    finite factors whose largest result still fits in float32. Saves a pass over the volume."""
+    if np.dtype(raw_dtype).kind not in "iu":
+        return False
+    slope = 1.0 if slope is None else float(np.asarray(slope))
+    inter = 0.0 if inter is None else float(np.asarray(inter))
+    info = np.iinfo(raw_dtype)
+    bound = max(abs(float(info.min)), float(info.max)) * abs(slope) + abs(inter)
+    return bool(np.isfinite(bound) and bound < float(np.finfo(np.float32).max))
+
+
 def _affine_source(img: nib.Nifti1Image) -> str:
     header = img.header
     if int(header["sform_code"]) > 0:
@@ -169,11 +181,12 @@ def read_nifti(path: str | Path) -> CTVolume:
     img, data = _load_image(path)
     data = _as_3d(path, data)
     affine = _checked_affine(path, img)
-    bad = ~np.isfinite(data)
-    if bad.any():
-        raise NonFiniteValues(path, f"{int(bad.sum())} of {data.size} voxels are NaN or infinite")
     # nibabel moves scl_slope/scl_inter from the header into the array proxy on load.
     slope, inter = getattr(img.dataobj, "slope", None), getattr(img.dataobj, "inter", None)
+    if not _finite_by_construction(img.get_data_dtype(), slope, inter):
+        bad = ~np.isfinite(data)
+        if bad.any():
+            raise NonFiniteValues(path, f"{int(bad.sum())} of {data.size} voxels are NaN or infinite")
     meta = {
         "format": "nifti",
         "affine_source": _affine_source(img),

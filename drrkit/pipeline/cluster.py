@@ -2,12 +2,13 @@
 
 A local cluster runs `workers` processes. On a CUDA machine they are pinned to the GPUs round-robin
 with CUDA_VISIBLE_DEVICES, several per GPU when there are more workers than GPUs: reading and
-decompressing a CT costs ~1 CPU-second (much of it under the GIL: nibabel, numpy copies, zarr)
+decompressing a CT costs ~0.35 CPU-seconds (part of it under the GIL: nibabel, numpy, zarr)
 while its 61 views take ~15 ms on the fused kernel, so one GPU is fed by several decoding
 processes, not by threads of one. Each process renders with its own CUDA context; their kernels
 share the GPU by time-slicing, and each serialises its own renders (worker.py). On a CPU machine
 the processes share the cores (torch threads split evenly). Each worker runs `threads` tasks at
-once so that one CT decodes and another's images are written while a third renders.
+once so that one CT decodes and another's images are written while a third renders. Workers start
+with glibc settings that keep freed memory for the next CT (allocator.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import os
 from dataclasses import dataclass
 
 import dask
+
+from drrkit.pipeline.allocator import worker_environ
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,11 @@ def start_client(spec: ClusterSpec):
     if spec.scheduler:
         return Client(spec.scheduler, set_as_default=False)
     # allowed-failures is how often a task may be on a worker that dies before KilledWorker.
+    # pre-spawn-environ: set before each worker process starts, when glibc reads it (allocator.py).
+    spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **worker_environ()}
     with dask.config.set({"distributed.scheduler.allowed-failures": spec.retries,
-                          "distributed.worker.daemon": False}):
+                          "distributed.worker.daemon": False,
+                          "distributed.nanny.pre-spawn-environ": spawn_env}):
         cluster = _local_cluster(spec)
     return Client(cluster, set_as_default=False)
 

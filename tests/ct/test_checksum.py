@@ -5,7 +5,9 @@ import hashlib
 import numpy as np
 
 from drrkit.ct import CTVolume
-from drrkit.ct.volume import CHECKSUM_PREFIX
+import xxhash
+
+from drrkit.ct.volume import CHECKSUM_PREFIX, SHA256_PREFIX
 
 
 def volume(hu, affine=None):
@@ -35,3 +37,25 @@ def test_matches_checksum_takes_current_and_legacy_values():
     assert vol.matches_checksum(vol.checksum())
     assert not vol.matches_checksum(CHECKSUM_PREFIX + h.hexdigest())
     assert not vol.matches_checksum("0" * 64)
+
+
+def test_checksum_is_xxh3_128_of_fortran_values_then_affine():
+    hu = np.random.default_rng(2).normal(size=(4, 3, 5)).astype(np.float32)
+    affine = np.diag([0.7, 0.7, 2.5, 1.0])
+    h = xxhash.xxh3_128()
+    h.update(np.asfortranarray(hu).tobytes(order="F"))  # first voxel axis fastest
+    h.update(affine.tobytes())
+    assert volume(hu, affine).checksum() == CHECKSUM_PREFIX + h.hexdigest()
+
+
+def test_matches_checksum_takes_sha256f_values_of_earlier_stores():
+    hu = np.random.default_rng(3).normal(size=(3, 4, 5)).astype(np.float32)
+    vol = volume(np.ascontiguousarray(hu))
+    h = hashlib.sha256()  # 'sha256f:': the same bytes as today's checksum, hashed with SHA-256
+    h.update(np.asfortranarray(hu).tobytes(order="F"))
+    h.update(np.eye(4).tobytes())
+    assert vol.matches_checksum(SHA256_PREFIX + h.hexdigest())
+    assert not vol.matches_checksum(SHA256_PREFIX + "0" * 64)
+    changed = hu.copy()
+    changed[0, 0, 0] += 1
+    assert not volume(changed).matches_checksum(SHA256_PREFIX + h.hexdigest())

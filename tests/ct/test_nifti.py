@@ -140,6 +140,30 @@ def test_nan_is_non_finite(tmp_path, ctw):
     assert exc.value.path == str(path)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # the point of the test
+def test_integer_voxels_scaled_past_float32_are_non_finite(tmp_path, ctw):
+    # integer voxels skip the NaN/inf scan only when their scaled range provably fits float32
+    import gzip
+
+    plain = ctw.write_nifti(tmp_path / "huge_slope.nii", DATA, np.eye(4), scl_slope=1e36, scl_inter=0.0)
+    gz = tmp_path / "huge_slope.nii.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    for path in (plain, gz):
+        with pytest.raises(NonFiniteValues, match=path.name):
+            read_nifti(path)
+
+
+@pytest.mark.parametrize("dtype,slope,inter,skip", [
+    ("<i2", None, None, True), ("<i2", 1.0, -1024.0, True), ("u1", 4.0, -1000.0, True),
+    ("<i4", 1e29, 0.0, True), ("<i4", 1e30, 0.0, False), ("<i2", 1e36, 0.0, False),
+    ("<i2", np.inf, 0.0, False), ("<i2", 1.0, np.nan, False), ("<f4", 1.0, 0.0, False),
+])
+def test_finite_by_construction(dtype, slope, inter, skip):
+    from drrkit.ct.nifti import _finite_by_construction
+
+    assert _finite_by_construction(np.dtype(dtype), slope, inter) is skip
+
+
 def test_singular_affine_is_unreadable(tmp_path, ctw):
     path = ctw.write_nifti(tmp_path / "flat_affine.nii", DATA, np.eye(4), srow_z=[0, 0, 0, 0], qform_code=0)
     with pytest.raises(UnreadableFile, match="singular"):
