@@ -112,6 +112,8 @@ def xwin_release_loop(paths: list[Path], height: int, views: int, device: str, o
             img = ((img - img.min()) / (img.max() - img.min() + 1e-12) * 255).astype(np.uint8)
             Image.fromarray(img).save(out / f"{path.stem}_{k:03d}.jpg")
     wall = time.perf_counter() - t0
+    if device == "cuda":
+        torch.cuda.empty_cache()  # the drrkit runs that follow get the GPU's memory back
     return {"cts": len(paths), "views": len(paths) * views, "wall_s": wall, "views_per_s": len(paths) * views / wall,
             "seconds_per_ct": wall / len(paths)}
 
@@ -255,6 +257,16 @@ def existing_or_new_cts(out: Path, n: int, depth: int) -> list[Path]:
     return paths
 
 
+def write_result(args, runs: list[dict], peer: dict) -> None:
+    best = max((r for r in runs if r["allocator"] == "drrkit"), key=lambda r: r["views_per_s"], default=None)
+    result = {"benchmark": "corpus", "machine": machine_info(), "params": {k: str(v) for k, v in vars(args).items()},
+              "drrkit": best, "drrkit_runs": runs, "peer_xwin_serial_loop": peer,
+              "ratio_views_per_s": best["ratio_views_per_s"] if best else None,
+              "allocator_ratios": allocator_ratios(runs)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-cts", type=int, default=32)
@@ -277,26 +289,21 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="drrkit-bench-"))
     (work / "cts").mkdir(parents=True, exist_ok=True)
     paths = existing_or_new_cts(work / "cts", args.n_cts, args.depth)
+    # The peer first, then each drrkit run, the JSON rewritten after every run: a run cut short by
+    # a time limit still leaves the peer and every finished run on disk.
+    (work / "jpg").mkdir(exist_ok=True)
+    peer = xwin_release_loop(paths[: args.peer_cts or len(paths)], args.height, args.views, args.device, work / "jpg")
+    print("peer:", json.dumps(peer), flush=True)
     runs = []
     allocators = ["drrkit", "default"] if args.allocator == "both" else [args.allocator]
     for workers in args.workers:
         for allocator in allocators:
-            runs.append(drrkit_run(corpus_inputs(work, paths, args.repeat), work / "corpus.zarr", workers,
-                                   args, allocator))
-            print("drrkit:", json.dumps(runs[-1]), flush=True)
-    (work / "jpg").mkdir(exist_ok=True)
-    peer = xwin_release_loop(paths[: args.peer_cts or len(paths)], args.height, args.views, args.device, work / "jpg")
-    print("peer:", json.dumps(peer), flush=True)
-    for run in runs:
-        run["ratio_views_per_s"] = run["views_per_s"] / peer["views_per_s"]
-        run["ratio_steady_views_per_s"] = (run["steady_views_per_s"] or 0.0) / peer["views_per_s"]
-    best = max((r for r in runs if r["allocator"] == "drrkit"), key=lambda r: r["views_per_s"], default=None)
-    result = {"benchmark": "corpus", "machine": machine_info(), "params": {k: str(v) for k, v in vars(args).items()},
-              "drrkit": best, "drrkit_runs": runs, "peer_xwin_serial_loop": peer,
-              "ratio_views_per_s": best["ratio_views_per_s"] if best else None,
-              "allocator_ratios": allocator_ratios(runs)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+            run = drrkit_run(corpus_inputs(work, paths, args.repeat), work / "corpus.zarr", workers, args, allocator)
+            run["ratio_views_per_s"] = run["views_per_s"] / peer["views_per_s"]
+            run["ratio_steady_views_per_s"] = (run["steady_views_per_s"] or 0.0) / peer["views_per_s"]
+            runs.append(run)
+            print("drrkit:", json.dumps(run), flush=True)
+            write_result(args, runs, peer)
     for run in runs:
         print(f"drrkit --workers {run['workers']} ({run['allocator']} allocator): {run['views_per_s']:.2f} views/s whole process "
               f"({run['ratio_views_per_s']:.1f}x), {run['steady_views_per_s'] or 0:.2f} after the first CT "

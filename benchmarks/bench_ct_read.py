@@ -18,6 +18,9 @@ faults count), median over the second of two passes (steady state, as in a long 
   task-now      drrkit's worker settings (drrkit.pipeline.allocator), XXH3 checksum, integer
                 voxels not scanned for NaN/inf (they cannot hold any)
 
+with, for each, CTs per second of wall time at 1 thread and at one thread per core (threads of
+one process only overlap where the work releases the GIL).
+
   python benchmarks/bench_ct_read.py --ct-dir DIR [--store corpus.zarr] --out results/ct-read-cpu.json
 
 The CTs of bench_corpus.py (`--workdir W` leaves them in W/cts) are the intended input.
@@ -64,16 +67,27 @@ def _task_host_work(path: Path, variant: str) -> float:
 
 
 def _task_path_child(paths: list[Path], variant: str) -> None:
-    """Subprocess mode: two passes over the CTs in one task thread; print the second's seconds."""
+    """Subprocess mode: two passes over the CTs in one task thread (the second's seconds), then
+    CTs per second of wall time with 1 and with as many threads as cores: whether the host work
+    of concurrent tasks in one process runs in parallel (it does only where it releases the GIL)."""
+    import os
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool:
         seconds = list(pool.map(lambda p: _task_host_work(p, variant), paths * 2))
-    print(json.dumps(seconds[len(paths):]))
+    rate = {}
+    for n in sorted({1, os.cpu_count() or 1}):
+        with ThreadPoolExecutor(n) as pool:
+            list(pool.map(lambda p: _task_host_work(p, variant), paths))  # warm: n CTs in flight
+            t0 = time.perf_counter()
+            list(pool.map(lambda p: _task_host_work(p, variant), paths))
+            rate[n] = len(paths) / (time.perf_counter() - t0)
+    print(json.dumps({"seconds": seconds[len(paths):], "cts_per_second_by_threads": rate}))
 
 
-def task_path(paths: list[Path]) -> dict[str, list[float]]:
-    """Per-CT host seconds of a corpus task before (Dask's and glibc's defaults, SHA-256) and now."""
+def task_path(paths: list[Path]) -> tuple[dict[str, list[float]], dict[str, dict]]:
+    """Per-CT host seconds of a corpus task before (Dask's and glibc's defaults, SHA-256) and now,
+    and each variant's CTs per second with 1 thread and one per core."""
     import os
     import subprocess
 
@@ -81,13 +95,14 @@ def task_path(paths: list[Path]) -> dict[str, list[float]]:
 
     env = {k: v for k, v in os.environ.items() if k not in KEEP_MEMORY_ENV}
     envs = {"before": {**env, "MALLOC_TRIM_THRESHOLD_": "65536"}, "now": {**env, **KEEP_MEMORY_ENV}}
-    out = {}
+    out, rates = {}, {}
     for variant, child_env in envs.items():
         cmd = [sys.executable, __file__, "--task-path", variant, "--out", "-", "--ct-dir", str(paths[0].parent),
                "--max-cts", str(len(paths))]
         run = subprocess.run(cmd, env=child_env, capture_output=True, text=True, check=True)
-        out[f"task-{variant}"] = json.loads(run.stdout.strip().splitlines()[-1])
-    return out
+        child = json.loads(run.stdout.strip().splitlines()[-1])
+        out[f"task-{variant}"], rates[f"task-{variant}"] = child["seconds"], child["cts_per_second_by_threads"]
+    return out, rates
 
 
 def main() -> None:
@@ -137,7 +152,8 @@ def main() -> None:
             poses = recipe.sample_poses(nifti_stem(path))
             times["write"].append(cpu_seconds(lambda: writer.write_rows(k, views, poses))[0])
         print(path.name, {name: round(v[-1], 3) for name, v in times.items() if v}, flush=True)
-    times.update(task_path(paths))
+    task_seconds, task_rates = task_path(paths)
+    times.update(task_seconds)
     median = {name: float(np.median(v)) for name, v in times.items() if v}
     host = median["drrkit"] + median["table entry"] + median.get("write", 0.0)
     task_host = median["task-now"] + median.get("write", 0.0)
@@ -146,6 +162,7 @@ def main() -> None:
               "ratio_nibabel_over_drrkit": median["nibabel"] / median["drrkit"],
               "ratio_diffdrr_read_over_drrkit": median["diffdrr-read"] / median["drrkit"],
               "ratio_task_before_over_now": median["task-before"] / median["task-now"],
+              "task_cts_per_second_by_threads": task_rates,
               "drrkit_host_cpu_seconds_per_ct": host,
               "drrkit_task_host_cpu_seconds_per_ct": task_host}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -74,9 +74,11 @@ corpus-procs)  # next GPU session (issue 3): several worker processes per GPU, f
   # freed memory kept between CTs (each --workers value also with the allocator defaults it replaced).
   # Step limits add up to 530 s: one device call (600 s at most) with the wheel install.
   step pytest-gpu 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/pipeline tests/render
-  # 64 distinct CTs, each rendered 4 times (256 CT tasks): start-up then weighs as in a real corpus
+  # 64 distinct CTs, each rendered 4 times (256 CT tasks): start-up then weighs as in a real corpus.
+  # --workers 8 (auto on 16 cores) and 1 (16 task threads: the read path no longer holds the GIL);
+  # the JSON is rewritten after each run, so a step cut short keeps what finished.
   step bench-corpus 280 python3 benchmarks/bench_corpus.py --n-cts 64 --repeat 4 --depth 300 --height 256 \
-      --device cuda --workers 8 16 --allocator both --peer-cts 4 --workdir "$W/corpus" --out "$R/corpus-$T.json"
+      --device cuda --workers 8 1 --allocator both --peer-cts 4 --workdir "$W/corpus" --out "$R/corpus-$T.json"
   # the X-WIN release renders at 512x512: the same CTs at its resolution
   step bench-corpus-512 100 python3 benchmarks/bench_corpus.py --n-cts 64 --depth 300 --height 512 --device cuda \
       --workers 8 --peer-cts 2 --workdir "$W/corpus" --out "$R/corpus512-$T.json"
