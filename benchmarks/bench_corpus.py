@@ -122,33 +122,45 @@ def xwin_release_loop(paths: list[Path], height: int, views: int, device: str, o
 
 
 class Sampler(threading.Thread):
-    """Every 200 ms: GPU utilisation from nvidia-smi (none without a GPU), the machine's CPU use
+    """Every 200 ms: GPU utilisation (one long-running `nvidia-smi -lms 200`, not a process per
+    sample, which would take CPU from a host-bound run; none without a GPU), the machine's CPU use
     (psutil, % of all cores): which of the two a corpus run is bound by; and the resident memory
     of this process's descendants (the run and its workers), summed."""
 
     def __init__(self):
         super().__init__(daemon=True)
-        self.gpu: list[float] = []
+        self.gpu: list[float] = []  # one value per GPU per sample
         self.cpu: list[float] = []
         self.rss: list[int] = []
         self.stop = threading.Event()
+        self.smi = None
 
     def run(self) -> None:
         import psutil
 
+        self._start_gpu_sampling()
         psutil.cpu_percent()
-        has_gpu = True
         while not self.stop.wait(0.2):
             self.cpu.append(psutil.cpu_percent())
-            self.rss.append(_descendants_rss(psutil))
-            if not has_gpu:
-                continue
+            self.rss.append(_descendants_rss(psutil, exclude=self.smi))
+        if self.smi is not None:
+            self.smi.terminate()
+            self.smi.wait()
+
+    def _start_gpu_sampling(self) -> None:
+        try:
+            self.smi = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                         "-lms", "200"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except OSError:  # no nvidia-smi: a CPU machine
+            return
+        threading.Thread(target=self._read_gpu, daemon=True).start()
+
+    def _read_gpu(self) -> None:
+        for line in self.smi.stdout:
             try:
-                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                                     capture_output=True, text=True, timeout=5).stdout
-                self.gpu.append(float(np.mean([float(v) for v in out.split()])))
-            except (OSError, ValueError, subprocess.TimeoutExpired):
-                has_gpu = False
+                self.gpu.append(float(line))
+            except ValueError:
+                pass
 
     def summary(self) -> dict:
         return {"gpu_utilisation_mean_pct": float(np.mean(self.gpu)) if self.gpu else None,
@@ -157,9 +169,12 @@ class Sampler(threading.Thread):
                 "peak_rss_gib_all_processes": max(self.rss, default=0) / 2**30}
 
 
-def _descendants_rss(psutil) -> int:
+def _descendants_rss(psutil, exclude=None) -> int:
     total = 0
+    skip = exclude.pid if exclude is not None else None
     for proc in psutil.Process().children(recursive=True):
+        if proc.pid == skip:
+            continue
         try:
             total += proc.memory_info().rss
         except psutil.Error:  # exited between listing and reading
@@ -202,6 +217,7 @@ def drrkit_run(inputs: list[str], out: Path, workers: str, args, allocator: str 
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the run and every process it waited for
     sampler.stop.set()
+    sampler.join()
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(f"drrkit render failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
