@@ -7,6 +7,11 @@ ridge with its penalty chosen by efficient leave-one-out inside each training fo
 predictions → R². A probe that cannot be run (a class with fewer than two cases, fewer than four
 samples) reports why instead of a number.
 
+Repeated k-fold: the k-fold split is drawn REPEATS times (seeds seed, seed+1, ...) and each case's
+out-of-fold predictions are averaged over the repeats before scoring. On ~128 phantoms one split
+alone moved a nodule AUROC between 0.52 and 0.62 with the seed (same features), enough to call an
+encoder "above random init" by the luck of the folds; the bootstrap below does not see that part.
+
 Uncertainty: `ci95` resamples the cases (with replacement, BOOTSTRAP times) and recomputes the
 metric from the out-of-fold predictions; `paired_difference` does the same for the difference
 between two encoders probed on the same cases, resampling both with the same draws. On ~100
@@ -25,6 +30,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 MAX_FOLDS = 5
+REPEATS = 5  # k-fold splits per probe, out-of-fold predictions averaged over them
 BOOTSTRAP = 1000
 NO_INFORMATION = {"auroc": 0.5, "r2": 0.0}  # what a probe that has learnt nothing scores
 
@@ -46,11 +52,13 @@ def auroc_probe(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> Prob
     if len(classes) < 2 or counts.min() < 2:
         return Probe("auroc", {"auroc": None, "n": int(len(labels)),
                                "reason": f"class counts {dict(zip(classes.tolist(), counts.tolist()))}"})
-    folds = StratifiedKFold(n_splits=int(min(MAX_FOLDS, counts.min())), shuffle=True, random_state=seed)
+    k = int(min(MAX_FOLDS, counts.min()))
     model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
-    proba = cross_val_predict(model, features, labels, cv=folds, method="predict_proba")  # columns: sorted classes
-    probe = Probe("auroc", {"auroc": score("auroc", labels, proba), "n": int(len(labels)), "folds": folds.n_splits,
-                            "class_counts": {str(c): int(n) for c, n in zip(classes, counts)}}, labels, proba)
+    proba = _repeated_oof(model, features, labels, lambda r: StratifiedKFold(k, shuffle=True, random_state=seed + r),
+                          method="predict_proba")  # columns: sorted classes
+    probe = Probe("auroc", {"auroc": score("auroc", labels, proba), "n": int(len(labels)), "folds": k,
+                            "repeats": REPEATS, "class_counts": {str(c): int(n) for c, n in zip(classes, counts)}},
+                  labels, proba)
     probe.summary["ci95"] = ci95(probe, seed)
     return probe
 
@@ -60,12 +68,19 @@ def r2_probe(features: np.ndarray, target: np.ndarray, seed: int = 0) -> Probe:
     target = np.asarray(target, dtype=np.float64)
     if len(target) < 4:
         return Probe("r2", {"r2": None, "n": int(len(target)), "reason": "fewer than 4 cases"})
-    folds = KFold(n_splits=int(min(MAX_FOLDS, len(target))), shuffle=True, random_state=seed)
+    k = int(min(MAX_FOLDS, len(target)))
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
-    pred = cross_val_predict(model, features, target, cv=folds)
-    probe = Probe("r2", {"r2": score("r2", target, pred), "n": int(len(target)), "folds": folds.n_splits}, target, pred)
+    pred = _repeated_oof(model, features, target, lambda r: KFold(k, shuffle=True, random_state=seed + r))
+    probe = Probe("r2", {"r2": score("r2", target, pred), "n": int(len(target)), "folds": k, "repeats": REPEATS},
+                  target, pred)
     probe.summary["ci95"] = ci95(probe, seed)
     return probe
+
+
+def _repeated_oof(model, features: np.ndarray, target: np.ndarray, folds_of, method: str = "predict") -> np.ndarray:
+    """Out-of-fold predictions averaged over REPEATS k-fold splits (`folds_of(r)` gives split r)."""
+    runs = [cross_val_predict(model, features, target, cv=folds_of(r), method=method) for r in range(REPEATS)]
+    return np.mean(runs, axis=0)
 
 
 def cv_auroc(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:

@@ -184,3 +184,23 @@ def test_feature_spread_tells_collapsed_from_spread_features():
     assert 12 < spread["effective_rank"] <= 16 and spread["top_component_share"] < 0.2
     assert line["effective_rank"] < 1.1 and line["top_component_share"] > 0.999
     assert feature_spread(np.ones((5, 3)))["effective_rank"] == 0.0
+
+
+def test_repeated_folds_take_the_luck_of_one_split_out_of_a_probe(monkeypatch):
+    import drrkit.evaluate.probes as probes
+
+    rng = np.random.default_rng(4)
+    labels = np.repeat([0, 1], 40)
+    x = rng.normal(size=(80, 24))
+    x[:, 0] += 0.4 * labels  # a weak signal among noise: where one split's luck shows most
+    target = x[:, 0] + np.random.default_rng(9).normal(size=80)
+
+    def spread(repeats):  # over disjoint seeds: the probe's own dependence on how folds fall
+        monkeypatch.setattr(probes, "REPEATS", repeats)
+        seeds = range(0, 60, 6)
+        return (np.std([probes.auroc_probe(x, labels, seed=s).summary["auroc"] for s in seeds]),
+                np.std([probes.r2_probe(x, target, seed=s).summary["r2"] for s in seeds]))
+
+    single, repeated = spread(1), spread(5)
+    assert repeated[0] < 0.7 * single[0] and repeated[1] < 0.7 * single[1], (single, repeated)
+    assert probes.auroc_probe(x, labels).summary["repeats"] == 5
