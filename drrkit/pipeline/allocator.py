@@ -14,8 +14,10 @@ process keeps what it frees and the next CT reuses pages that are already mapped
 
 The price: a process's resident memory stays at its peak (about two CTs' worth per task thread).
 glibc reads these variables when a process starts, so drrkit sets them for the worker processes
-it spawns; values already in the environment win. `dask worker` processes started by hand need
-them exported (README). Allocators other than glibc's ignore them.
+it spawns (Dask's `pre-spawn-environ`); values already in the environment win. `dask worker`
+processes started by hand need them in their nanny's `pre-spawn-environ`, a Dask config file
+(README), since the nanny sets Dask's own MALLOC_TRIM_THRESHOLD_ over an exported one.
+Allocators other than glibc's ignore them.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ def worker_environ(environ=None) -> dict[str, str]:
 
 def keep_freed_memory() -> bool:
     """The same settings for this, already running, process through mallopt(): large blocks of
-    the main thread then come from the heap and stay mapped once freed. (A running process cannot
-    change its arena count; threads other than the main one keep glibc's defaults.) Returns
+    the main thread then come from the heap and stay mapped once freed (trimmed only above 2 GiB,
+    mallopt's largest threshold). A running process cannot change its arena count, so threads
+    other than the main one keep glibc's defaults. Returns
     whether glibc took them; False elsewhere (musl, macOS, Windows), where nothing changes."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False

@@ -5,8 +5,9 @@ with CUDA_VISIBLE_DEVICES, several per GPU when there are more workers than GPUs
 decompressing a CT costs ~0.35 CPU-seconds while its 61 views take ~15 ms on the fused kernel, so
 one GPU is fed by several decoding processes (the read path now releases the GIL, so threads of
 one process read in parallel too; how much of rendering and writing holds it is not measured).
-Each process renders with its own CUDA context; their kernels share the GPU by time-slicing, and each serialises its own renders (worker.py). On a CPU machine
-the processes share the cores (torch threads split evenly). Each worker runs `threads` tasks at
+Each process renders with its own CUDA context; their kernels share the GPU by time-slicing, and
+each serialises its own renders (worker.py). On a CPU machine the processes share the cores
+(torch threads split evenly). Each worker runs `threads` tasks at
 once so that one CT decodes and another's images are written while a third renders. Workers start
 with glibc settings that keep freed memory for the next CT (allocator.py).
 """
