@@ -7,9 +7,9 @@ one GPU is fed by several decoding processes (the read path now releases the GIL
 one process read in parallel too; how much of rendering and writing holds it is not measured).
 Each process renders with its own CUDA context; their kernels share the GPU by time-slicing, and
 each serialises its own renders (worker.py). On a CPU machine the processes share the cores
-(torch threads split evenly). Each worker runs `threads` tasks at
-once so that one CT decodes and another's images are written while a third renders. Workers start
-with glibc settings that keep freed memory for the next CT (allocator.py).
+(torch threads split evenly). Each worker runs `threads` tasks at once so that one CT decodes
+and another's images are written while a third renders. Workers start with glibc settings that
+keep freed memory for the next CT (allocator.py).
 """
 
 from __future__ import annotations
