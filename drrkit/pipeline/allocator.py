@@ -44,6 +44,12 @@ def worker_environ(environ=None) -> dict[str, str]:
     return {k: environ.get(k, v) for k, v in KEEP_MEMORY_ENV.items()}
 
 
+def malloc_environ(dask_worker=None) -> dict[str, str | None]:
+    """This process's glibc malloc variables (None where unset): what a worker started with, for
+    the run report. Runs through `Client.run`, which passes the worker as `dask_worker`."""
+    return {k: os.environ.get(k) for k in KEEP_MEMORY_ENV}
+
+
 def keep_freed_memory() -> bool:
     """The same settings for this, already running, process through mallopt(): large blocks of
     the main thread then come from the heap and stay mapped once freed (trimmed only above 2 GiB,

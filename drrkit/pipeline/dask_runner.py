@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import Callable, Iterable
 
+from drrkit.pipeline.allocator import malloc_environ
 from drrkit.pipeline.cluster import ClusterSpec, close_client, start_client
 from drrkit.pipeline.task import CTResult
 from drrkit.pipeline.worker import PLUGIN_NAME, RenderPlugin, describe_renderer, render_ct_task
@@ -25,6 +26,7 @@ def run_on_cluster(todo: Iterable[int], plan, job, spec: ClusterSpec, accept: Ca
                                name=plugin_name)
         info = client.scheduler_info()
         renderers = client.run(describe_renderer)  # what each worker resolved auto/auto to
+        malloc = client.run(malloc_environ)  # whether each worker keeps freed memory (allocator.py)
         threads = sum(w["nthreads"] for w in info["workers"].values()) or 1
         queue = list(todo)
         window = max(4, 2 * threads)  # enough to keep every thread busy, bounded for 50k-CT corpora
@@ -57,7 +59,7 @@ def run_on_cluster(todo: Iterable[int], plan, job, spec: ClusterSpec, accept: Ca
             accept(_result_of(future, index, plan, spec))
         return {"scheduler": spec.scheduler or "local", "address": info["address"],
                 "workers": len(info["workers"]), "threads": threads,
-                "isolated_retries": len(suspects), "renderers": renderers}
+                "isolated_retries": len(suspects), "renderers": renderers, "malloc_environ": malloc}
     except KeyboardInterrupt:
         client.cancel([f for _, f in futures.values()])
         raise

