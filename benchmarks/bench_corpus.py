@@ -256,8 +256,10 @@ def corpus_inputs(work: Path, paths: list[Path], repeat: int = 1, name: str = "c
     distinct ids (`<stem>_r<k>`; the stem alone when repeat is 1): len(paths) * repeat CT tasks,
     each decoded, rendered and written in full, so that start-up weighs on the whole-run rate as
     little as in a real corpus without generating hundreds of CTs first."""
+    from drrkit.ct.nifti import nifti_stem
+
     manifest = work / f"manifest-{name}-x{repeat}.csv"
-    stems = [p.name.split(".")[0] for p in paths]
+    stems = [nifti_stem(p) for p in paths]
     rows = [f"{p},{stem}" + (f"_r{k}" if repeat > 1 else "") for k in range(repeat) for p, stem in zip(paths, stems)]
     manifest.write_text("path,id\n" + "\n".join(rows) + "\n")
     return ["--manifest", str(manifest)]

@@ -49,17 +49,14 @@ def cpu_seconds(fn) -> tuple[float, object]:
 
 def _task_host_work(path: Path, variant: str) -> float:
     """Thread CPU seconds of what render_ct does to a CT before rendering it."""
-    import hashlib
-
     from drrkit.ct import read_nifti
+    from drrkit.ct.volume import SHA256_PREFIX
 
     t0 = time.thread_time()
     ct = read_nifti(path)
     if variant == "before":
         np.isfinite(ct.hu).all()
-        h = hashlib.sha256(ct.hu.T if ct.hu.flags.f_contiguous else np.asfortranarray(ct.hu).T)
-        h.update(ct.affine.tobytes())
-        h.hexdigest()
+        ct.matches_checksum(SHA256_PREFIX)  # computes the former 'sha256f:' checksum in full
     else:
         ct.checksum()
     float(np.min(ct.hu)), float(np.max(ct.hu))
@@ -91,10 +88,12 @@ def task_path(paths: list[Path]) -> tuple[dict[str, list[float]], dict[str, dict
     import os
     import subprocess
 
+    from benchmarks.bench_corpus import allocator_env
     from drrkit.pipeline.allocator import KEEP_MEMORY_ENV
 
     env = {k: v for k, v in os.environ.items() if k not in KEEP_MEMORY_ENV}
-    envs = {"before": {**env, "MALLOC_TRIM_THRESHOLD_": "65536"}, "now": {**env, **KEEP_MEMORY_ENV}}
+    # the defaults of a Dask worker process ("1": any --workers value other than in-process)
+    envs = {"before": {**env, **allocator_env("default", "1")}, "now": {**env, **KEEP_MEMORY_ENV}}
     out, rates = {}, {}
     for variant, child_env in envs.items():
         cmd = [sys.executable, __file__, "--task-path", variant, "--out", "-", "--ct-dir", str(paths[0].parent),

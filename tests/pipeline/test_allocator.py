@@ -70,4 +70,3 @@ def test_mallopt_keeps_freed_memory_of_a_running_process():
 def test_user_settings_win():
     assert worker_environ({"MALLOC_ARENA_MAX": "4"}) == {**KEEP_MEMORY_ENV, "MALLOC_ARENA_MAX": "4"}
     assert worker_environ({}) == KEEP_MEMORY_ENV
-

