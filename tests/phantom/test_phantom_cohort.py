@@ -45,3 +45,23 @@ def test_case_k_is_the_same_whatever_n(tmp_path):
         assert all(same(a[c], b[c]) for c in CSV_COLUMNS if c not in ("path", "label_path"))
         assert np.array_equal(nib.load(a["path"]).get_fdata(), nib.load(b["path"]).get_fdata())
     assert large[3]["id"] == "p_0003"
+
+
+def test_cohort_is_the_same_whatever_jobs(tmp_path):
+    serial = write_cohort(tmp_path / "a", 5, shape=24, seed=3, jobs=1)
+    parallel = write_cohort(tmp_path / "b", 5, shape=24, seed=3, jobs=2)
+    assert [r["id"] for r in parallel] == [f"phantom_{k:04d}" for k in range(5)]  # case order kept
+    assert (tmp_path / "a" / "phantoms.csv").read_text() == (tmp_path / "b" / "phantoms.csv").read_text()
+    for a, b in zip(serial, parallel):
+        assert Path(b["path"]).parent == tmp_path / "b" and Path(b["label_path"]).parent == tmp_path / "b" / "labels"
+        for key in ("path", "label_path"):
+            assert np.array_equal(np.asarray(nib.load(a[key]).dataobj), np.asarray(nib.load(b[key]).dataobj))
+
+
+def test_auto_jobs_spawns_only_for_cohorts_worth_it():
+    import os
+
+    from drrkit.phantom.cohort import auto_jobs
+
+    assert auto_jobs(4, 64) == 1 and auto_jobs(7, 128) == 1  # the default cohort: faster than spawning
+    assert auto_jobs(512, 128) == max(1, min(512, os.cpu_count() or 1)) and auto_jobs(1, 512) == 1
