@@ -84,13 +84,16 @@ corpus-procs)  # next GPU session (issue 3): several worker processes per GPU, f
       --workers 8 --peer-cts 2 --workdir "$W/corpus" --out "$R/corpus512-$T.json"
   rm -rf "$W/corpus"
   ;;
-probes)  # next GPU session (issue 5): 4x the phantoms, so that probe intervals (ci95) are ~2x narrower
-  step phantoms 100 python3 -m drrkit phantom --n 512 --shape 128 --out "$W/phantoms512"
+probes)  # next GPU session (issue 5): 4x the phantoms, so that probe intervals (ci95) are ~2x narrower.
+  # Phantoms are written by one process per core (--jobs): 512 take ~75 s in one process on the 2-core
+  # dev machine, so 40 s is ample on 16 cores, and evaluate gets the time its grid-pooled probes need
+  # (ViT-S: 16 x 384 = 6,144 features, ~14 s of probe fitting per encoder on 2 cores at 512 cases).
+  step phantoms 40 python3 -m drrkit phantom --n 512 --shape 128 --out "$W/phantoms512"
   step render-phantoms 90 python3 -m drrkit render --ct-dir "$W/phantoms512" --poses xwin --height 224 \
       --out "$W/phantoms512.zarr" --workers auto --overwrite
   step train-wm 280 python3 -m drrkit train --config train-xwin-small-phantoms --store "$W/phantoms512.zarr" \
       --steps 1000 --out "$W/run-wm512"
-  step evaluate 90 python3 -m drrkit evaluate "$W/run-wm512"
+  step evaluate 150 python3 -m drrkit evaluate "$W/run-wm512"
   cp "$W/run-wm512/evaluation.json" "$R/train-eval512-$T.json"; cp "$W/run-wm512/metrics.jsonl" "$R/train-metrics512-$T.jsonl"
   ;;
 esac

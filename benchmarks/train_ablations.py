@@ -5,7 +5,8 @@ bootstrap), the features' effective rank, and how much of f' is still its initia
 
   python benchmarks/train_ablations.py --store phantoms64.zarr --base train-xwin-tiny-phantoms \\
       --steps 400 --workdir runs/ablate --out benchmarks/results/train-ablations-cpu-2core.json \\
-      [--variant baseline ema-0.98 ...] [--set name:section.key=value[,section.key=value]]
+      [--variant baseline ema-0.98 ...] [--set name:section.key=value[,section.key=value]] \\
+      [--eval-store unseen-phantoms.zarr]
 
 Each variant is a set of config overrides ("section.key": value) of the base; the named ones are
 in VARIANTS, and `--set` adds one (values are YAML: `optim.ema=[0.98,1.0]`). Without --variant
@@ -80,16 +81,22 @@ def variant_config(base, overrides: dict, steps: int):
 
 
 def summarise(report: dict, seconds: float | None) -> dict:
-    probes = report["probes"]
-    above = {name: [t for t, d in diffs.items() if d and d["above"]]
-             for name, diffs in probes.get("versus_random_init", {}).items()}
     return {"train_seconds": seconds, "step": report["step"], "target_init_share": report.get("target_init_share"),
             "retrieval": {k: {m: v[m] for m in ("top1", "top5", "chance_top1", "chance_top5", "n_cts")}
                           for k, v in report["retrieval"].items() if isinstance(v, dict) and "top1" in v},
-            "probes": {name: {t: {"value": r.get("auroc", r.get("r2")), "ci95": r.get("ci95")} for t, r in res.items()}
+            **{key: summarise_probes(report[key]) for key in ("probes", "probes_grid") if key in report}}
+
+
+def summarise_probes(probes: dict) -> dict:
+    return {"pooling": probes.get("pooling"),
+            "values": {name: {t: {"value": r.get("auroc", r.get("r2")), "ci95": r.get("ci95")} for t, r in res.items()}
                        for name, res in probes["encoders"].items()},
             "effective_rank": {name: s["effective_rank"] for name, s in probes.get("feature_spread", {}).items()},
-            "above_random_init": above}
+            "above_random_init": {name: [t for t, d in diffs.items() if d and d["above"]]
+                                  for name, diffs in probes.get("versus_random_init", {}).items()},
+            "difference_from_random_init": {
+                name: {t: d and {"value": d["difference"], "ci95": d["ci95"]} for t, d in diffs.items()}
+                for name, diffs in probes.get("versus_random_init", {}).items()}}
 
 
 def same_config(path: Path, cfg) -> bool:
@@ -101,7 +108,7 @@ def same_config(path: Path, cfg) -> bool:
     return TrainConfig.from_dict(yaml.safe_load(path.read_text()), where=str(path)).to_dict() == cfg.to_dict()
 
 
-def run_variant(name: str, cfg, store: Path, workdir: Path) -> dict:
+def run_variant(name: str, cfg, store: Path, workdir: Path, eval_stores: list[Path] | None = None) -> dict:
     from drrkit.evaluate import evaluate_run
     from drrkit.train import train
 
@@ -117,7 +124,7 @@ def run_variant(name: str, cfg, store: Path, workdir: Path) -> dict:
         train(cfg, [store], out)
         seconds = time.perf_counter() - t0
         print(f"{name}: trained in {seconds:.0f} s", flush=True)
-    return summarise(evaluate_run(out), seconds)
+    return summarise(evaluate_run(out, stores=eval_stores), seconds)
 
 
 def main() -> None:
@@ -129,6 +136,9 @@ def main() -> None:
     ap.add_argument("--variant", nargs="+", action="extend", default=None,
                     help=f"named variants: {', '.join(VARIANTS)} (default: all of them, or none with --set)")
     ap.add_argument("--set", action="append", default=[], dest="extra", help="name:section.key=value[,...]")
+    ap.add_argument("--eval-store", type=Path, nargs="+", default=None,
+                    help="evaluate on every CT of these stores (e.g. an unseen, larger phantom cohort) instead of "
+                         "the run's held-out split and its own CTs, as `drrkit evaluate --store`")
     ap.add_argument("--out", type=Path, required=True, help="JSON result")
     args = ap.parse_args()
 
@@ -139,15 +149,19 @@ def main() -> None:
     results = {}
     for name, overrides in variants.items():
         results[name] = {"overrides": overrides,
-                         **run_variant(name, variant_config(base, overrides, args.steps), args.store, args.workdir)}
+                         **run_variant(name, variant_config(base, overrides, args.steps), args.store, args.workdir,
+                                      args.eval_store)}
     record = {"benchmark": "train-ablations", "machine": machine_info(), "store": str(args.store.resolve()),
+              "eval_stores": [str(s.resolve()) for s in args.eval_store] if args.eval_store else None,
               "base_config": base.name, "base_resolved": base.to_dict(), "steps": args.steps, "variants": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1))
     for name, r in results.items():
         ret = r["retrieval"].get("trained", {})
-        print(f"{name}: top1 {ret.get('top1', float('nan')):.3f}, ranks {r['effective_rank']}, "
-              f"above random init {r['above_random_init']}")
+        for key in ("probes", "probes_grid"):
+            if key in r:
+                print(f"{name} [{r[key]['pooling']}]: top1 {ret.get('top1', float('nan')):.3f}, "
+                      f"ranks {r[key]['effective_rank']}, above random init {r[key]['above_random_init']}")
 
 
 if __name__ == "__main__":

@@ -43,21 +43,28 @@ def evaluate(
         if isinstance(r, dict):
             console.print(f"retrieval {name}: top1 {r['top1']:.3f} top5 {r['top5']:.3f} "
                           f"(chance {r['chance_top1']:.3f}/{r['chance_top5']:.3f}) on {r['n_cts']} CTs")
-    spread = report["probes"].get("feature_spread", {})
-    for name, probes in report["probes"]["encoders"].items():
-        rank = f" (effective rank {spread[name]['effective_rank']:.1f})" if name in spread else ""
-        console.print(f"probes {name}{rank}: " + ", ".join(f"{k} {_score(v)}" for k, v in probes.items()))
-    for name, diffs in report["probes"].get("versus_random_init", {}).items():
-        above = [k for k, d in diffs.items() if d and d["above"]]
-        console.print(f"{name} above random init (95 % intervals: of the difference > 0, of its own score above "
-                      f"chance): "
-                      f"{', '.join(above) or 'none'}")
+    for key in ("probes", "probes_grid"):
+        _print_probes(console, report[key])
     from drrkit.train.schedule import INIT_SHARE_NOTE
 
     share = report.get("target_init_share")
     if share is not None and share >= INIT_SHARE_NOTE:
         console.print(f"note: the EMA target encoder f' (trained_target) is still {share:.0%} its initial weights")
     console.print(f"report: {run / 'evaluation.json'}")
+
+
+def _print_probes(console, probes: dict) -> None:
+    console.print(f"probes on the {probes['pooling']}:")
+    spread = probes.get("feature_spread", {})
+    for name, results in probes["encoders"].items():
+        rank = f" (effective rank {spread[name]['effective_rank']:.1f})" if name in spread else ""
+        console.print(f"  {name}{rank}: " + ", ".join(f"{k} {_score(v)}" for k, v in results.items()))
+    for name, diffs in probes.get("versus_random_init", {}).items():
+        above = [k for k, d in diffs.items() if d and d["above"]]
+        console.print(f"  {name} above random init (95 % intervals: of the difference > 0, of its own score "
+                      f"above chance): {', '.join(above) or 'none'}")
+    if "reason" in probes:
+        console.print(f"  not run: {probes['reason']}")
 
 
 def _score(result: dict) -> str:

@@ -35,10 +35,38 @@ def encoder_of(model: XWin, which: str) -> torch.nn.Module:
     return model.target_encoder if which == "target" else model.encoder
 
 
+PROBE_GRID = 4  # grid-pooled probe features: the patch-token grid average-pooled to 4x4 cells
+
+
+def pool_tokens(tokens: torch.Tensor, grid: int = 0) -> torch.Tensor:
+    """Probe features of patch tokens (B, T, D) on a square grid (no CLS token): their mean (B, D)
+    with grid=0, else the token grid average-pooled to grid x grid cells and flattened cell-major
+    (B, grid² * D). Mean pooling, I-JEPA's linear-probe input, discards where in the image a
+    feature is; sizes of organs live there."""
+    if grid == 0:
+        return tokens.mean(1)
+    b, t, d = tokens.shape
+    side = round(t ** 0.5)
+    if side * side != t:
+        raise ValueError(f"grid pooling needs a square token grid, got {t} tokens")
+    cells = torch.nn.functional.adaptive_avg_pool2d(tokens.transpose(1, 2).reshape(b, d, side, side), grid)
+    return cells.flatten(2).transpose(1, 2).flatten(1)
+
+
 @torch.no_grad()
+def pooled_feature_sets(encoder: torch.nn.Module, images: torch.Tensor, grids: tuple[int, ...] = (0,),
+                        batch: int = 32) -> dict[int, torch.Tensor]:
+    """{grid: features} of images (K, C, H, W), each encoded once (pool_tokens per grid), float32
+    on the CPU."""
+    device = next(encoder.parameters()).device
+    chunks: dict[int, list[torch.Tensor]] = {g: [] for g in grids}
+    for i in range(0, len(images), batch):
+        tokens = encode(encoder, images[i:i + batch].to(device)).float()
+        for g in grids:
+            chunks[g].append(pool_tokens(tokens, g).cpu())
+    return {g: torch.cat(c) for g, c in chunks.items()}
+
+
 def pooled_features(encoder: torch.nn.Module, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
     """Mean-pooled patch tokens (K, D) of images (K, C, H, W), float32 on the CPU."""
-    device = next(encoder.parameters()).device
-    chunks = [encode(encoder, images[i:i + batch].to(device)).mean(1).float().cpu()
-              for i in range(0, len(images), batch)]
-    return torch.cat(chunks)
+    return pooled_feature_sets(encoder, images, (0,), batch)[0]

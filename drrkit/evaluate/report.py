@@ -7,7 +7,9 @@ Writes RUN/evaluation.json:
               checkpoint's step (schedule.Schedule.init_share): large after short runs
   probes      frozen frontal-view features of the trained encoders (EMA target f' and context f),
               the random-init encoder and, with --compare RUN2 (e.g. a MIM-only run), RUN2's
-              encoders, against phantoms.csv ground truth (phantom_probe.py)
+              encoders, against phantoms.csv ground truth (phantom_probe.py), on the mean of
+              each encoder's patch tokens
+  probes_grid the same, on the patch tokens average-pooled to a 4x4 grid of cells
 """
 
 from __future__ import annotations
@@ -42,10 +44,6 @@ def evaluation_data(run: Path, cfg, payload: dict, stores=None) -> tuple[Project
     return make(held), make(cts), where
 
 
-def _features(model, which: str):
-    return lambda images: pooled_features(encoder_of(model, which), images)
-
-
 def evaluate_run(run: str | Path, stores=None, compare: str | Path | None = None, device: str = "auto") -> dict:
     """Evaluate a run; writes and returns RUN/evaluation.json."""
     run = Path(run)
@@ -60,14 +58,14 @@ def evaluate_run(run: str | Path, stores=None, compare: str | Path | None = None
         report["retrieval"] = {"reason": "no held-out CTs (data.val_fraction is 0); pass --store"}
     else:
         report["retrieval"] = {"trained": view_retrieval(model, held), "random_init": view_retrieval(baseline, held)}
-    fns = {f"trained_{w}": _features(model, w) for w in ENCODERS}
-    fns["random_init"] = _features(baseline, "target")
+    encoders = {f"trained_{w}": encoder_of(model, w) for w in ENCODERS}
+    encoders["random_init"] = encoder_of(baseline, "target")
     if compare is not None:
         _, other, other_payload = load_run(compare, dev)
         for w in ENCODERS:
-            fns[f"compare_{w}"] = _features(other, w)
+            encoders[f"compare_{w}"] = encoder_of(other, w)
         report["compare"] = {"run": str(Path(compare).resolve()), "step": other_payload["step"]}
-    report["probes"] = phantom_probes(probe_data, fns, seed=cfg.seed)
+    report.update(phantom_probes(probe_data, encoders, seed=cfg.seed))
     (run / REPORT_NAME).write_text(json.dumps(report, indent=1))
     return report
 

@@ -42,6 +42,30 @@ def test_evaluate_reports_retrieval_probes_and_baselines(trained_run):
         assert set(diffs) == set(probes["metrics"])
         d = diffs["heart_volume_ml"]
         assert d["ci95"][0] <= d["ci95"][1] and 0.0 <= d["fraction_of_resamples_higher"] <= 1.0
+    # the same probes on grid-pooled tokens: same encoders and cases, PROBE_GRID² times the width
+    grid = report["probes_grid"]
+    assert probes["pooling"].startswith("mean") and "4x4" in grid["pooling"]
+    assert set(grid["encoders"]) == set(probes["encoders"]) and set(grid["versus_random_init"]) == set(versus)
+    width = {name: s["dim"] for name, s in probes["feature_spread"].items()}
+    assert {name: s["dim"] for name, s in grid["feature_spread"].items()} == {
+        **{name: 16 * d for name, d in width.items()}, "pixels_16x16": 256}
+    assert grid["encoders"]["pixels_16x16"] == probes["encoders"]["pixels_16x16"]
+    assert grid["encoders"]["random_init"] != probes["encoders"]["random_init"]
+
+
+def test_grid_pooling_keeps_where_a_feature_is():
+    from drrkit.evaluate.loading import pool_tokens
+
+    tokens = torch.zeros(2, 64, 3)  # an 8x8 token grid, row-major
+    tokens[0, 0, 0] = 4.0  # top-left token, channel 0
+    tokens[1, 63, 0] = 4.0  # bottom-right token, channel 0
+    mean = pool_tokens(tokens)
+    assert torch.equal(mean[0], mean[1])  # the mean cannot tell the two apart
+    cells = pool_tokens(tokens, 2).reshape(2, 4, 3)  # 2x2 cells of 4x4 tokens, cell-major
+    assert cells[0, 0, 0] == cells[1, 3, 0] == 0.25 and cells[0, 1:].abs().sum() == cells[1, :3].abs().sum() == 0
+    assert torch.allclose(pool_tokens(tokens, 8).reshape(2, 64, 3), tokens)
+    with pytest.raises(ValueError, match="square token grid"):
+        pool_tokens(torch.zeros(1, 10, 3), 2)
 
 
 def test_pixel_baseline_pools_the_model_inputs():
