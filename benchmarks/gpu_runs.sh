@@ -86,8 +86,8 @@ corpus-procs)  # next GPU session (issue 3): several worker processes per GPU, f
   ;;
 probes)  # next GPU session (issue 5): 4x the phantoms, so that probe intervals (ci95) are ~2x narrower.
   # Phantoms are written by one process per core (--jobs): 512 take ~75 s in one process on the 2-core
-  # dev machine, so 40 s is ample on 16 cores, and evaluate gets the time its grid-pooled probes need
-  # (ViT-S: 16 x 384 = 6,144 features, ~14 s of probe fitting per encoder on 2 cores at 512 cases).
+  # dev machine, so 40 s is ample on 16 cores, and evaluate gets time for its grid-pooled probes
+  # (ViT-S: 16 x 384 = 6,144 features; at 3,072 and 512 cases one encoder's probes took 12 s on 2 cores).
   step phantoms 40 python3 -m drrkit phantom --n 512 --shape 128 --out "$W/phantoms512"
   step render-phantoms 90 python3 -m drrkit render --ct-dir "$W/phantoms512" --poses xwin --height 224 \
       --out "$W/phantoms512.zarr" --workers auto --overwrite

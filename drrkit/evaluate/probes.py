@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import rankdata
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
@@ -53,7 +54,7 @@ def auroc_probe(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> Prob
         return Probe("auroc", {"auroc": None, "n": int(len(labels)),
                                "reason": f"class counts {dict(zip(classes.tolist(), counts.tolist()))}"})
     k = int(min(MAX_FOLDS, counts.min()))
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
+    model = make_pipeline(StandardScaler(), RowSpace(), LogisticRegression(C=1.0, max_iter=5000))
     proba = _repeated_oof(model, features, labels, lambda r: StratifiedKFold(k, shuffle=True, random_state=seed + r),
                           method="predict_proba")  # columns: sorted classes
     probe = Probe("auroc", {"auroc": score("auroc", labels, proba), "n": int(len(labels)), "folds": k,
@@ -61,6 +62,26 @@ def auroc_probe(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> Prob
                   labels, proba)
     probe.summary["ci95"] = ci95(probe, seed)
     return probe
+
+
+class RowSpace(TransformerMixin, BaseEstimator):
+    """Coordinates of the features in the span of the training cases, when there are more
+    features than cases (else the features as they are). An L2-penalised linear model's weights
+    lie in that span (representer theorem), so logistic regression on these coordinates is the
+    same model with the same predictions (tested), fitted on at most n columns. Grid-pooled
+    tokens have 16x the encoder width: on 512 cases of 3,072 features the logistic probe took
+    84 s on 2 cores without this."""
+
+    def fit(self, x, y=None):
+        x = np.asarray(x, dtype=np.float64)
+        self.basis_ = None
+        if x.shape[1] > x.shape[0]:
+            _, s, vt = np.linalg.svd(x, full_matrices=False)
+            self.basis_ = vt[s > s[0] * max(x.shape) * np.finfo(np.float64).eps].T
+        return self
+
+    def transform(self, x):
+        return np.asarray(x) if self.basis_ is None else np.asarray(x, dtype=np.float64) @ self.basis_
 
 
 def r2_probe(features: np.ndarray, target: np.ndarray, seed: int = 0) -> Probe:

@@ -228,3 +228,23 @@ def test_repeated_folds_take_the_luck_of_one_split_out_of_a_probe(monkeypatch):
     single, repeated = spread(1), spread(5)
     assert repeated[0] < 0.7 * single[0] and repeated[1] < 0.7 * single[1], (single, repeated)
     assert probes.auroc_probe(x, labels).summary["repeats"] == 5
+
+
+def test_row_space_leaves_the_logistic_probe_as_it_was():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from drrkit.evaluate.probes import RowSpace
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(60, 400))  # more features than cases, as grid-pooled tokens
+    y = (x[:, :5].sum(1) + rng.normal(size=60) > 0).astype(int)
+    train, test = slice(0, 45), slice(45, 60)
+    plain = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, tol=1e-10)).fit(x[train], y[train])
+    reduced = make_pipeline(StandardScaler(), RowSpace(), LogisticRegression(max_iter=5000, tol=1e-10))
+    reduced.fit(x[train], y[train])
+    assert reduced[1].basis_.shape == (400, 44)  # 45 centred cases span 44 directions
+    assert np.allclose(reduced.predict_proba(x[test]), plain.predict_proba(x[test]), atol=1e-5)
+    few = rng.normal(size=(60, 8))  # fewer features than cases: left as they are
+    assert np.array_equal(RowSpace().fit(few).transform(few), few)
