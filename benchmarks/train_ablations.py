@@ -88,12 +88,13 @@ def summarise(report: dict, seconds: float | None) -> dict:
 
 
 def summarise_probes(probes: dict) -> dict:
+    from drrkit.evaluate.phantom_probe import above_random_init
+
     return {"pooling": probes.get("pooling"),
             "values": {name: {t: {"value": r.get("auroc", r.get("r2")), "ci95": r.get("ci95")} for t, r in res.items()}
                        for name, res in probes["encoders"].items()},
             "effective_rank": {name: s["effective_rank"] for name, s in probes.get("feature_spread", {}).items()},
-            "above_random_init": {name: [t for t, d in diffs.items() if d and d["above"]]
-                                  for name, diffs in probes.get("versus_random_init", {}).items()},
+            "above_random_init": above_random_init(probes),
             "difference_from_random_init": {
                 name: {t: d and {"value": d["difference"], "ci95": d["ci95"]} for t, d in diffs.items()}
                 for name, diffs in probes.get("versus_random_init", {}).items()}}

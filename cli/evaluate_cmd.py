@@ -54,13 +54,14 @@ def evaluate(
 
 
 def _print_probes(console, probes: dict) -> None:
+    from drrkit.evaluate.phantom_probe import above_random_init
+
     console.print(f"probes on the {probes['pooling']}:")
     spread = probes.get("feature_spread", {})
     for name, results in probes["encoders"].items():
         rank = f" (effective rank {spread[name]['effective_rank']:.1f})" if name in spread else ""
         console.print(f"  {name}{rank}: " + ", ".join(f"{k} {_score(v)}" for k, v in results.items()))
-    for name, diffs in probes.get("versus_random_init", {}).items():
-        above = [k for k, d in diffs.items() if d and d["above"]]
+    for name, above in above_random_init(probes).items():
         console.print(f"  {name} above random init (95 % intervals: of the difference > 0, of its own score "
                       f"above chance): {', '.join(above) or 'none'}")
     if "reason" in probes:

@@ -135,6 +135,12 @@ def phantom_probes(data: ProjectionViews, encoders: dict[str, torch.nn.Module], 
             for g in grids}
 
 
+def above_random_init(probes: dict) -> dict[str, list[str]]:
+    """{encoder: targets on which it is `above` random init} of one probe report."""
+    return {name: [t for t, d in diffs.items() if d and d["above"]]
+            for name, diffs in probes.get("versus_random_init", {}).items()}
+
+
 def _probe_report(report: dict, features: dict[str, np.ndarray], rows: list[dict], seed: int) -> dict:
     probes = {name: run_probes(f, rows, seed) for name, f in features.items()}
     report["encoders"] = {name: {t: p.summary for t, p in results.items()} for name, results in probes.items()}
