@@ -38,6 +38,12 @@ VARIANTS = {
     "low-lr-ema-0.99": {"optim.base_lr": 0.004, "optim.ema": [0.99, 1.0]},  # peak lr / 5
     "mim-all-views": {"loss.mim_views": "all"},  # f also learns the target views (through L_MIM)
     "mim-all-views-ema-0.98": {"loss.mim_views": "all", "optim.ema": [0.98, 1.0]},
+    # the release code's targets: 15° steps, 5 per context (more views of the batch share an angle)
+    "yaw-step-15": {"data.target_yaw_step_deg": 15.0, "data.n_targets": 5},
+    # affinity soft labels over the views of each CT only: another CT's view at the same angle stays a negative
+    "affinity-volume": {"loss.affinity_scope": "volume"},
+    "yaw-step-15-affinity-volume": {"data.target_yaw_step_deg": 15.0, "data.n_targets": 5,
+                                    "loss.affinity_scope": "volume"},
 }
 
 
@@ -82,7 +88,8 @@ def variant_config(base, overrides: dict, steps: int):
 
 def summarise(report: dict, seconds: float | None) -> dict:
     return {"train_seconds": seconds, "step": report["step"], "target_init_share": report.get("target_init_share"),
-            "retrieval": {k: {m: v[m] for m in ("top1", "top5", "chance_top1", "chance_top5", "n_cts")}
+            "retrieval": {k: {m: v.get(m) for m in ("top1", "top5", "chance_top1", "chance_top5", "n_cts",
+                                                    "identification")}
                           for k, v in report["retrieval"].items() if isinstance(v, dict) and "top1" in v},
             **{key: summarise_probes(report[key]) for key in ("probes", "probes_grid") if key in report}}
 

@@ -43,6 +43,11 @@ def evaluate(
         if isinstance(r, dict):
             console.print(f"retrieval {name}: top1 {r['top1']:.3f} top5 {r['top5']:.3f} "
                           f"(chance {r['chance_top1']:.3f}/{r['chance_top5']:.3f}) on {r['n_cts']} CTs")
+            ident = r.get("identification", {})
+            if "top1" in ident:
+                console.print(f"  which CT, among them, under the same action: top1 {ident['top1']:.3f} top5 "
+                              f"{ident['top5']:.3f} (chance {ident['chance_top1']:.3f}/{ident['chance_top5']:.3f}), "
+                              f"mean normalised rank {ident['mean_normalised_rank']:.3f} (chance 0.5)")
     for key in ("probes", "probes_grid"):
         _print_probes(console, report[key])
     from drrkit.train.schedule import INIT_SHARE_NOTE

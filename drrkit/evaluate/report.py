@@ -2,7 +2,8 @@
 
 Writes RUN/evaluation.json:
   retrieval   trained model and random-init model (same config and seed) on the held-out CTs of
-              the run's split (or on every done CT of --store stores)
+              the run's split (or on every done CT of --store stores); each with `identification`,
+              which of those CTs a prediction belongs to (retrieval.identification)
   target_init_share  how much of the EMA target encoder f' is still its initialisation at the
               checkpoint's step (schedule.Schedule.init_share): large after short runs
   probes      frozen frontal-view features of the trained encoders (EMA target f' and context f),

@@ -7,6 +7,11 @@ fractions of queries whose own view ranks first / within five; chance is 1/V and
 Also the mean |yaw error| of the top-1 view, and the PSNR of the decoded predicted view (the
 latent→image head on g_v's tokens) against the true view, with the decoded target-encoder tokens
 (an autoencoding ceiling) beside it.
+
+Ranking a CT's own views can be won on the angle alone: the action says which view is asked for.
+`identification` asks what only the CT can answer: for each action, rank the predicted view of CT
+i against the true views of every held-out CT under that action (chance 1/n_cts). It reuses the
+embeddings of the per-CT pass, so it costs no extra forward pass.
 """
 
 from __future__ import annotations
@@ -39,16 +44,53 @@ def ct_retrieval(model: XWin, views: torch.Tensor, actions: torch.Tensor, contex
     rank = (order == truth).float().argmax(dim=1)
     yaw = actions[:, 0].cpu().numpy()
     return {"rank": rank.numpy(), "yaw_error_deg": np.degrees(np.abs(yaw[order[:, 0].numpy()] - yaw)),
+            "predicted": z_tokens.mean(1).float().cpu(), "target": t_tokens.mean(1).float().cpu(),
             "psnr_predicted": _psnr(model.decoder(z_tokens), views),
             "psnr_target_tokens": _psnr(model.decoder(t_tokens), views)}
 
 
+def _action_key(action: np.ndarray) -> tuple:
+    return tuple(np.round(np.asarray(action, dtype=np.float64), 4).tolist())
+
+
+def identification(per_ct: list[dict]) -> dict:
+    """Across-CT ranks. per_ct: for each CT {action key: (predicted (D,), target (D,))}, the context
+    view left out. For every action shared by >= 2 CTs, the predicted embedding of each CT is
+    ranked (cosine) against the targets of all CTs with that action; its own CT should come first.
+    mean_normalised_rank: rank / (n − 1), 0 = always first, 0.5 = chance, 1 = always last."""
+    keys = sorted({k for d in per_ct for k in d})
+    ranks, chance1, chance5, norm = [], [], [], []
+    for key in keys:
+        members = [d[key] for d in per_ct if key in d]
+        n = len(members)
+        if n < 2:
+            continue
+        z = F.normalize(torch.stack([m[0] for m in members]), dim=-1)
+        t = F.normalize(torch.stack([m[1] for m in members]), dim=-1)
+        sim = z @ t.T
+        rank = ((sim >= sim.diagonal()[:, None]).sum(1) - 1).numpy()  # ties count against: a collapse ranks last
+        ranks.append(rank)
+        chance1 += [1.0 / n] * n
+        chance5 += [min(5, n) / n] * n
+        norm.append(rank / (n - 1))
+    if not ranks:
+        return {"reason": "no action shared by two or more CTs"}
+    rank, norm = np.concatenate(ranks), np.concatenate(norm)
+    return {"n_queries": len(rank), "n_actions": len(ranks), "top1": float(np.mean(rank == 0)),
+            "top5": float(np.mean(rank < 5)), "chance_top1": float(np.mean(chance1)),
+            "chance_top5": float(np.mean(chance5)), "mean_normalised_rank": float(np.mean(norm)),
+            "chance_mean_normalised_rank": 0.5}
+
+
 def view_retrieval(model: XWin, data: ProjectionViews) -> dict:
-    """Retrieval accuracy over every CT of `data` (held-out CTs) and every view angle."""
-    ranks, errors, psnr_pred, psnr_tgt, n_views = [], [], [], [], []
+    """Retrieval accuracy over every CT of `data` (held-out CTs) and every view angle, and the
+    identification of each CT among them (`identification`)."""
+    ranks, errors, psnr_pred, psnr_tgt, n_views, per_ct = [], [], [], [], [], []
     for i, ct in enumerate(data.cts):
         views, actions = data.all_views(i)
         r = ct_retrieval(model, views, actions, ct.context)
+        per_ct.append({_action_key(a): (r["predicted"][v], r["target"][v])
+                       for v, a in enumerate(actions.numpy()) if v != ct.context})
         ranks.append(r["rank"])
         errors.append(r["yaw_error_deg"])
         psnr_pred.append(r["psnr_predicted"])
@@ -62,4 +104,5 @@ def view_retrieval(model: XWin, data: ProjectionViews) -> dict:
             "chance_top1": chance1, "chance_top5": chance5,
             "mean_top1_yaw_error_deg": float(np.mean(np.concatenate(errors))),
             "decoded_view_psnr_db": float(np.mean(psnr_pred)),
-            "decoded_target_psnr_db": float(np.mean(psnr_tgt))}
+            "decoded_target_psnr_db": float(np.mean(psnr_tgt)),
+            "identification": identification(per_ct)}

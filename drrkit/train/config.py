@@ -22,6 +22,7 @@ VIT_SIZES = {
 }
 INTENSITY_TRANSFORMS = ("minmax", "robust")
 MIM_VIEWS = ("context", "all")
+AFFINITY_SCOPES = ("batch", "volume")  # the views over which an affinity soft label spreads
 
 
 def _pair(obj, name: str, low: float | None = None, high: float | None = None) -> None:
@@ -135,6 +136,7 @@ class LossConfig:
     tau: float = 0.1
     affinity: float = 1.0  # weight of the affinity soft-label term inside L_align
     affinity_tau: float = 0.1  # τ̃ of A_ij = softmax_j(sim(t_i, t_j) / τ̃)
+    affinity_scope: str = "batch"  # j over every target view of the batch | volume: over i's own CT's views
     mim: float = 1.0
     mim_views: str = "context"  # simulated images of L_MIM: the frontal context | all (+ every target view)
     domain: float = 0.1
@@ -147,6 +149,8 @@ class LossConfig:
                 raise ValueError(f"loss weight {name} must be >= 0")
         if self.mim_views not in MIM_VIEWS:
             raise ValueError(f"mim_views must be one of {MIM_VIEWS}, got {self.mim_views!r}")
+        if self.affinity_scope not in AFFINITY_SCOPES:
+            raise ValueError(f"affinity_scope must be one of {AFFINITY_SCOPES}, got {self.affinity_scope!r}")
         if self.tau <= 0 or self.affinity_tau <= 0:
             raise ValueError("tau and affinity_tau must be > 0")
 

@@ -6,7 +6,9 @@ views of the batch.
   info_nce          symmetric cross-entropy with the diagonal as the positive pair.
   affinity_loss     the same logits with soft labels A_ij = softmax_j(<t_i, t_j>/τ̃): views of one
                     volume that look alike (neighbouring angles) share probability mass, so they
-                    are not pushed apart as hard negatives. Symmetric as info_nce.
+                    are not pushed apart as hard negatives. Symmetric as info_nce. With `groups`
+                    (the volume of each view) A_ij is taken over the views of i's own volume only:
+                    another CT's view at the same angle is then a negative, as in info_nce.
 MIM: MSE between g_m predictions and layer-normed target-encoder tokens at masked positions,
 averaged over the simulated and the real images.
 Domain: L_domain = mean ||z − t||² − mean log f_c(z) for simulated predictions z (squared error
@@ -32,16 +34,21 @@ def info_nce(z: torch.Tensor, t: torch.Tensor, tau: float = 0.1) -> torch.Tensor
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
 
-def affinity_targets(t: torch.Tensor, tau_tilde: float = 0.1) -> torch.Tensor:
-    """A_ij = softmax_j(sim(t_i, t_j)/τ̃) from target embeddings (no gradient); rows sum to 1."""
+def affinity_targets(t: torch.Tensor, tau_tilde: float = 0.1, groups: torch.Tensor | None = None) -> torch.Tensor:
+    """A_ij = softmax_j(sim(t_i, t_j)/τ̃) from target embeddings (no gradient); rows sum to 1.
+    `groups` (N,): the volume of each view; then A_ij = 0 unless views i and j share a volume."""
     t = F.normalize(t.detach().float(), dim=-1)
-    return torch.softmax(t @ t.T / tau_tilde, dim=-1)
+    sim = t @ t.T / tau_tilde
+    if groups is not None:
+        sim = sim.masked_fill(groups[:, None] != groups[None, :], float("-inf"))
+    return torch.softmax(sim, dim=-1)
 
 
-def affinity_loss(z: torch.Tensor, t: torch.Tensor, tau: float = 0.1, tau_tilde: float = 0.1) -> torch.Tensor:
+def affinity_loss(z: torch.Tensor, t: torch.Tensor, tau: float = 0.1, tau_tilde: float = 0.1,
+                  groups: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of the alignment logits against the affinity soft labels, both directions."""
     logits = _logits(z, t, tau)
-    soft = affinity_targets(t, tau_tilde)
+    soft = affinity_targets(t, tau_tilde, groups)
     return 0.5 * (F.cross_entropy(logits, soft) + F.cross_entropy(logits.T, soft))
 
 

@@ -57,7 +57,10 @@ class XWinObjective(nn.Module):
             t = t_tokens.mean(1)
             out["align"] = L.info_nce(z, t, cfg.tau)
             if cfg.affinity > 0:
-                out["affinity"] = L.affinity_loss(z, t, cfg.tau, cfg.affinity_tau)
+                n = sim["targets"].size(1)
+                groups = None if cfg.affinity_scope == "batch" else \
+                    torch.arange(len(z) // n, device=z.device).repeat_interleave(n)  # the CT of each view
+                out["affinity"] = L.affinity_loss(z, t, cfg.tau, cfg.affinity_tau, groups)
         if cfg.decoder > 0:
             out["decoder"] = F.mse_loss(m.decoder(t_tokens.detach()).float(), targets.float())
         return t_tokens

@@ -27,3 +27,14 @@ def test_variant_selection_and_resolved_configs():
     assert (base.model.input_mean, base.model.input_std) == (0.449, 0.226)
     with pytest.raises(SystemExit, match="no such config key"):
         variant_config(base, {"model.nope": 1}, steps=7)
+
+
+def test_every_named_variant_resolves_to_a_valid_config():
+    base = load_train_config("train-xwin-tiny-phantoms")
+    for name, overrides in VARIANTS.items():
+        cfg = variant_config(base, overrides, steps=5)
+        for key, value in overrides.items():
+            section, _, field = key.partition(".")
+            got = getattr(getattr(cfg, section), field)
+            assert got == (tuple(value) if isinstance(value, list) else value), (name, key)
+    assert variant_config(base, VARIANTS["affinity-volume"], 5).loss.affinity_scope == "volume"

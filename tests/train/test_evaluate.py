@@ -14,6 +14,27 @@ from drrkit.train import train
 from tests.train.conftest import write_pngs
 
 
+def test_identification_ranks_each_ct_against_the_others_under_the_same_action():
+    from drrkit.evaluate.retrieval import identification
+
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(5, 3, 8, generator=g)  # 5 CTs x 3 actions
+    exact = [{(float(a),): (emb[c, a], emb[c, a]) for a in range(3)} for c in range(5)]
+    r = identification(exact)
+    assert r["top1"] == 1.0 and r["mean_normalised_rank"] == 0.0 and r["n_queries"] == 15
+    assert r["chance_top1"] == pytest.approx(0.2) and r["chance_top5"] == 1.0
+    shifted = [{(float(a),): (emb[(c + 1) % 5, a], emb[c, a]) for a in range(3)} for c in range(5)]
+    assert identification(shifted)["top1"] == 0.0  # each CT predicts its neighbour
+    # a collapsed model (the same prediction and target for every CT) ranks last, not first
+    same = torch.ones(8)
+    collapsed = identification([{(0.0,): (same, same)} for _ in range(4)])
+    assert collapsed["top1"] == 0.0 and collapsed["mean_normalised_rank"] == 1.0
+    # an action only one CT has is skipped; none shared at all says so
+    partial = exact[:2] + [{(9.0,): (emb[0, 0], emb[0, 0])}]
+    assert identification(partial)["n_queries"] == 6
+    assert "reason" in identification([{(0.0,): (same, same)}])
+
+
 def test_evaluate_reports_retrieval_probes_and_baselines(trained_run):
     run, _ = trained_run
     report = evaluate_run(run, device="cpu")
@@ -25,6 +46,9 @@ def test_evaluate_reports_retrieval_probes_and_baselines(trained_run):
         assert r["n_cts"] == 2 and r["n_queries"] == 14 and r["views_per_ct"] == [7]
         assert r["chance_top1"] == pytest.approx(1 / 7) and 0.0 <= r["top1"] <= r["top5"] <= 1.0
         assert np.isfinite(r["decoded_view_psnr_db"])
+        ident = r["identification"]  # 2 held-out CTs x 6 non-context views
+        assert ident["n_queries"] == 12 and ident["n_actions"] == 6 and ident["chance_top1"] == pytest.approx(0.5)
+        assert 0.0 <= ident["mean_normalised_rank"] <= 1.0
     probes = report["probes"]
     assert probes["n_with_ground_truth"] == 12
     assert set(probes["encoders"]) == {"trained_target", "trained_context", "random_init", "pixels_16x16"}

@@ -38,6 +38,20 @@ def test_affinity_loss_does_not_punish_predicting_a_lookalike():
     assert torch.allclose(L.affinity_loss(z, distinct, tau_tilde=0.01), L.info_nce(z, distinct), atol=1e-4)
 
 
+def test_volume_scoped_affinity_spreads_only_over_the_same_ct():
+    # views 0, 1 of CT 0 and view 2 of CT 1; view 2 looks like view 0 (another CT at the same angle)
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.99, 0.14]])
+    groups = torch.tensor([0, 0, 1])
+    batch, volume = L.affinity_targets(t, 0.1), L.affinity_targets(t, 0.1, groups)
+    assert torch.allclose(volume.sum(1), torch.ones(3))
+    assert batch[0, 2] > 0.3 and volume[0, 2] == 0 and volume[2, 0] == 0 and volume[2, 2] == 1
+    # predicting the other CT's look-alike costs as much as in InfoNCE when scoped to the volume
+    z_swapped = t[torch.tensor([2, 1, 0])]
+    hard = L.info_nce(z_swapped, t)
+    assert float(L.affinity_loss(z_swapped, t, groups=groups)) > 0.99 * float(hard)
+    assert float(L.affinity_loss(z_swapped, t)) < 0.95 * float(hard)  # batch scope: forgiven
+
+
 def test_mim_is_mse_averaged_over_domains():
     p1, h1 = torch.zeros(2, 3, 4), torch.ones(2, 3, 4)
     p2, h2 = torch.zeros(1, 3, 4), torch.zeros(1, 3, 4)

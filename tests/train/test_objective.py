@@ -100,3 +100,22 @@ def test_mim_on_all_views_averages_context_and_each_target_with_its_cts_masks(ba
         torch.testing.assert_close(both[k], context_only[k])
     with pytest.raises(ValueError, match="mim_views"):
         dataclasses.replace(fast_cfg.loss, mim_views="targets")
+
+
+def test_volume_scoped_affinity_groups_the_views_of_each_ct(batches, fast_cfg):
+    from drrkit.train import losses as L
+
+    sim, _ = batches
+    model = build_xwin(fast_cfg.model, 0).eval()
+    cfg = dataclasses.replace(fast_cfg.loss, affinity_scope="volume", mim=0.0, domain=0.0, cls=0.0, decoder=0.0)
+    with torch.no_grad():
+        got = XWinObjective(model, cfg)(sim)["affinity"]
+        batch_scope = XWinObjective(model, dataclasses.replace(cfg, affinity_scope="batch"))(sim)["affinity"]
+        z = model.predict_views(sim["context"], sim["actions"]).mean(1)
+        t = model.target_tokens(sim["targets"].flatten(0, 1)).mean(1)
+    b, n = sim["targets"].shape[:2]
+    groups = torch.arange(b).repeat_interleave(n)  # targets flattened CT-major: CT 0's views first
+    torch.testing.assert_close(got, L.affinity_loss(z, t, cfg.tau, cfg.affinity_tau, groups))
+    assert not torch.allclose(got, batch_scope)
+    with pytest.raises(ValueError, match="affinity_scope"):
+        dataclasses.replace(fast_cfg.loss, affinity_scope="ct")
