@@ -33,18 +33,20 @@ def _psnr(pred: torch.Tensor, true: torch.Tensor) -> float:
 
 @torch.no_grad()
 def ct_retrieval(model: XWin, views: torch.Tensor, actions: torch.Tensor, context: int) -> dict:
-    """Ranks and decoding quality for one CT: views (V, C, H, W), actions (V, A)."""
+    """Ranks, decoding quality and the pooled embeddings (predicted, target: (V, D) on the CPU)
+    for one CT: views (V, C, H, W), actions (V, A)."""
     device = next(model.parameters()).device
     views, actions = views.to(device), actions.to(device)
     t_tokens = model.target_tokens(views)
     z_tokens = model.predict_views(views[context:context + 1], actions.unsqueeze(0))
-    sim = F.normalize(z_tokens.mean(1).float(), dim=-1) @ F.normalize(t_tokens.mean(1).float(), dim=-1).T
+    z, t = z_tokens.mean(1).float(), t_tokens.mean(1).float()  # the embeddings ranked here and in identification
+    sim = F.normalize(z, dim=-1) @ F.normalize(t, dim=-1).T
     order = sim.argsort(dim=1, descending=True).cpu()
     truth = torch.arange(len(views)).unsqueeze(1)
     rank = (order == truth).float().argmax(dim=1)
     yaw = actions[:, 0].cpu().numpy()
     return {"rank": rank.numpy(), "yaw_error_deg": np.degrees(np.abs(yaw[order[:, 0].numpy()] - yaw)),
-            "predicted": z_tokens.mean(1).float().cpu(), "target": t_tokens.mean(1).float().cpu(),
+            "predicted": z.cpu(), "target": t.cpu(),
             "psnr_predicted": _psnr(model.decoder(z_tokens), views),
             "psnr_target_tokens": _psnr(model.decoder(t_tokens), views)}
 
