@@ -1,16 +1,19 @@
-"""Ablations of the X-WIN trainer on one phantom store: train each variant of a base config for
+"""Ablations of the X-WIN trainer on phantom stores: train each variant of a base config for
 the same steps, evaluate it (`drrkit evaluate`), and collect what says whether the encoder learnt
 anything a probe can read: view retrieval, probes against the random-init encoder (paired
 bootstrap), the features' effective rank, and how much of f' is still its initialisation.
 
-  python benchmarks/train_ablations.py --store phantoms64.zarr --base train-xwin-tiny-phantoms \\
-      --steps 400 --workdir runs/ablate --out benchmarks/results/train-ablations-cpu-2core.json \\
+  python benchmarks/train_ablations.py --store phantoms64.zarr [more.zarr ...] \\
+      --base train-xwin-tiny-phantoms --steps 400 --workdir runs/ablate \\
+      --out benchmarks/results/train-ablations-cpu-2core.json \\
       [--variant baseline ema-0.98 ...] [--set name:section.key=value[,section.key=value]] \\
       [--eval-store unseen-phantoms.zarr]
 
-Each variant is a set of config overrides ("section.key": value) of the base; the named ones are
-in VARIANTS, and `--set` adds one (values are YAML: `optim.ema=[0.98,1.0]`). Without --variant
-all named variants run, or none when --set is given. A variant whose run folder holds a finished
+Each variant is a set of config overrides ("section.key": value, or a top-level key such as
+"seed") of the base; the named ones are in VARIANTS, and `--set` adds one (values are YAML:
+`optim.ema=[0.98,1.0]`). Without --variant all named variants run, or none when --set is given.
+With several `--store`s (e.g. cohorts of different sizes) every variant is trained on each of
+them, one run each, named `<variant>@<store name>`. A variant whose run folder holds a finished
 run of the same config and steps is not trained again, only evaluated.
 """
 
@@ -44,6 +47,7 @@ VARIANTS = {
     "affinity-volume": {"loss.affinity_scope": "volume"},
     "yaw-step-15-affinity-volume": {"data.target_yaw_step_deg": 15.0, "data.n_targets": 5,
                                     "loss.affinity_scope": "volume"},
+    "seed-1": {"seed": 1},  # the baseline with another seed (init, split, batches, masks): training's own spread
 }
 
 
@@ -52,7 +56,7 @@ def parse_set(text: str) -> tuple[str, dict]:
     if not name or not body:
         raise SystemExit(f"--set {text!r}: expected name:section.key=value[,section.key=value]")
     overrides = {}
-    for item in re.split(r",(?=\s*\w+\.\w+\s*=)", body):  # a comma inside [a, b] stays in the value
+    for item in re.split(r",(?=\s*\w+(?:\.\w+)?\s*=)", body):  # a comma inside [a, b] stays in the value
         key, _, value = item.partition("=")
         try:
             overrides[key.strip()] = yaml.safe_load(value)
@@ -78,7 +82,10 @@ def variant_config(base, overrides: dict, steps: int):
 
     d = copy.deepcopy(base.to_dict())
     for key, value in overrides.items():
-        section, _, name = key.partition(".")
+        section, dot, name = key.partition(".")
+        if not dot and key in d and not isinstance(d[key], dict):  # a top-level key, e.g. seed
+            d[key] = value
+            continue
         if section not in d or not isinstance(d[section], dict) or name not in d[section]:
             raise SystemExit(f"override {key!r}: no such config key")
         d[section][name] = value
@@ -105,6 +112,22 @@ def summarise_probes(probes: dict) -> dict:
             "difference_from_random_init": {
                 name: {t: d and {"value": d["difference"], "ci95": d["ci95"]} for t, d in diffs.items()}
                 for name, diffs in probes.get("versus_random_init", {}).items()}}
+
+
+def run_names(stores: list[Path], variants: list[str]) -> list[tuple[Path, str, str]]:
+    """(store, variant, run name) for every variant on every store: the run is named after the
+    variant for one store, `<variant>@<store name>` for several (store names must then differ)."""
+    if len(stores) == 1:
+        return [(stores[0], v, v) for v in variants]
+    names = [store_name(s) for s in stores]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"--store: several stores share a name ({names}); rename one")
+    return [(s, v, f"{v}@{n}") for s, n in zip(stores, names) for v in variants]
+
+
+def store_name(store: Path) -> str:
+    name = store.name
+    return name[:-len(".zarr")] if name.endswith(".zarr") else name
 
 
 def same_config(path: Path, cfg) -> bool:
@@ -137,7 +160,8 @@ def run_variant(name: str, cfg, store: Path, workdir: Path, eval_stores: list[Pa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--store", type=Path, required=True, help="phantom corpus store (drrkit phantom + render)")
+    ap.add_argument("--store", type=Path, nargs="+", action="extend", required=True,
+                    help="phantom corpus store(s) (drrkit phantom + render); several: every variant on each")
     ap.add_argument("--base", default="train-xwin-tiny-phantoms", help="base training config (name or path)")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--workdir", type=Path, required=True, help="run folders, one per variant")
@@ -155,11 +179,14 @@ def main() -> None:
     variants = select_variants(args.variant, args.extra)
     base = load_train_config(args.base)
     results = {}
-    for name, overrides in variants.items():
-        results[name] = {"overrides": overrides,
-                         **run_variant(name, variant_config(base, overrides, args.steps), args.store, args.workdir,
-                                      args.eval_store)}
-    record = {"benchmark": "train-ablations", "machine": machine_info(), "store": str(args.store.resolve()),
+    for store, name, run_name in run_names(args.store, list(variants)):
+        overrides = variants[name]
+        results[run_name] = {"overrides": overrides, "store": str(store.resolve()),
+                             **run_variant(run_name, variant_config(base, overrides, args.steps), store,
+                                           args.workdir, args.eval_store)}
+    record = {"benchmark": "train-ablations", "machine": machine_info(),
+              "store": str(args.store[0].resolve()) if len(args.store) == 1 else None,
+              "stores": [str(s.resolve()) for s in args.store],
               "eval_stores": [str(s.resolve()) for s in args.eval_store] if args.eval_store else None,
               "base_config": base.name, "base_resolved": base.to_dict(), "steps": args.steps, "variants": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)

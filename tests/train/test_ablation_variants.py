@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.train_ablations import VARIANTS, parse_set, select_variants, variant_config
+from benchmarks.train_ablations import VARIANTS, parse_set, run_names, select_variants, variant_config
 from drrkit.train.config import load_train_config
 
 
@@ -34,7 +34,25 @@ def test_every_named_variant_resolves_to_a_valid_config():
     for name, overrides in VARIANTS.items():
         cfg = variant_config(base, overrides, steps=5)
         for key, value in overrides.items():
-            section, _, field = key.partition(".")
-            got = getattr(getattr(cfg, section), field)
+            section, dot, field = key.partition(".")
+            got = getattr(getattr(cfg, section), field) if dot else getattr(cfg, key)
             assert got == (tuple(value) if isinstance(value, list) else value), (name, key)
     assert variant_config(base, VARIANTS["affinity-volume"], 5).loss.affinity_scope == "volume"
+
+
+def test_top_level_overrides_and_one_run_per_store(tmp_path):
+    name, over = parse_set("s:seed=3,optim.ema=[0.98, 1.0]")
+    assert name == "s" and over == {"seed": 3, "optim.ema": [0.98, 1.0]}
+    base = load_train_config("train-xwin-tiny-phantoms")
+    cfg = variant_config(base, VARIANTS["seed-1"], steps=5)
+    assert (cfg.seed, base.seed, cfg.optim.steps) == (1, 0, 5)
+    with pytest.raises(SystemExit, match="no such config key"):
+        variant_config(base, {"nope": 1}, steps=5)
+    with pytest.raises(SystemExit, match="no such config key"):
+        variant_config(base, {"optim": 1}, steps=5)  # a section is not a value
+    one = [tmp_path / "p128.zarr"]
+    assert run_names(one, ["baseline", "seed-1"]) == [(one[0], "baseline", "baseline"), (one[0], "seed-1", "seed-1")]
+    two = [tmp_path / "p128.zarr", tmp_path / "p2048.zarr"]
+    assert [r[2] for r in run_names(two, ["baseline"])] == ["baseline@p128", "baseline@p2048"]
+    with pytest.raises(SystemExit, match="share a name"):
+        run_names([tmp_path / "a" / "p.zarr", tmp_path / "b" / "p.zarr"], ["baseline"])
