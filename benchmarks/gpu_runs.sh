@@ -84,17 +84,28 @@ corpus-procs)  # next GPU session (issue 3): several worker processes per GPU, f
       --workers 8 --peer-cts 2 --workdir "$W/corpus" --out "$R/corpus512-$T.json"
   rm -rf "$W/corpus"
   ;;
-probes)  # next GPU session (issue 5): 4x the phantoms, so that probe intervals (ci95) are ~2x narrower.
-  # Phantoms are written by one process per core (--jobs): 512 take ~75 s in one process on the 2-core
-  # dev machine, so 40 s is ample on 16 cores, and evaluate gets time for its grid-pooled probes
-  # (ViT-S: 16 x 384 = 6,144 features; at 3,072 and 512 cases one encoder's probes took 12 s on 2 cores).
-  step phantoms 40 python3 -m drrkit phantom --n 512 --shape 128 --out "$W/phantoms512"
-  step render-phantoms 90 python3 -m drrkit render --ct-dir "$W/phantoms512" --poses xwin --height 224 \
-      --out "$W/phantoms512.zarr" --workers auto --overwrite
-  step train-wm 280 python3 -m drrkit train --config train-xwin-small-phantoms --store "$W/phantoms512.zarr" \
-      --steps 1000 --out "$W/run-wm512"
-  step evaluate 150 python3 -m drrkit evaluate "$W/run-wm512"
-  cp "$W/run-wm512/evaluation.json" "$R/train-eval512-$T.json"; cp "$W/run-wm512/metrics.jsonl" "$R/train-metrics512-$T.jsonl"
+probes)  # next GPU session (issue 5): train on a large phantom cohort, probe on an unseen one.
+  # On the 2-core CPU (benchmarks/README.md, "Cohort size") 2,048 training phantoms instead of 128 put the
+  # context encoder's lung-volume probes above random init with both seeds tried, where 128 did not; 1,000
+  # steps of 64 contexts here are 31 epochs of 2,048 CTs (the CPU runs: 5 epochs of 2,048, 75 of 128).
+  # Probes and retrieval run on 512 unseen phantoms (cohort seed 1), the CPU protocol. PROBE_CTS sets the
+  # training cohort. Images are stored as float16 (2,048 x 61 views at 224^2: 12.5 GB instead of 25).
+  # Step limits add up to 560 s: one device call (600 s at most) with the wheel install. A render cut
+  # short leaves a store whose done CTs are trained on (train_summary.json says how many).
+  n=${PROBE_CTS:-2048}
+  step phantoms 60 bash -c "python3 -m drrkit phantom --n $n --shape 128 --out $W/phantoms$n && \
+      python3 -m drrkit phantom --n 512 --shape 128 --seed 1 --out $W/unseen512"
+  step render-phantoms 120 python3 -m drrkit render --ct-dir "$W/phantoms$n" --poses xwin --height 224 \
+      --dtype float16 --out "$W/phantoms$n.zarr" --workers auto --overwrite
+  step render-unseen 30 python3 -m drrkit render --ct-dir "$W/unseen512" --poses xwin --height 224 --views 13 \
+      --dtype float16 --out "$W/unseen512.zarr" --workers auto --overwrite
+  step train-wm 240 python3 -m drrkit train --config train-xwin-small-phantoms --store "$W/phantoms$n.zarr" \
+      --steps 1000 --out "$W/run-wm$n"
+  step evaluate 110 python3 -m drrkit evaluate "$W/run-wm$n" --store "$W/unseen512.zarr"
+  cp "$W/run-wm$n/evaluation.json" "$R/train-eval-cohort$n-unseen512-$T.json"
+  cp "$W/run-wm$n/metrics.jsonl" "$R/train-metrics-cohort$n-$T.jsonl"
+  cp "$W/run-wm$n/train_summary.json" "$R/train-summary-cohort$n-$T.json"
+  cp "$W/phantoms$n.zarr.report.json" "$R/render-cohort$n-$T.report.json"
   ;;
 esac
 nvidia-smi > "$R/nvidia-smi-end.txt" 2>&1
