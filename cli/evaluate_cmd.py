@@ -48,6 +48,10 @@ def evaluate(
                 console.print(f"  which CT, among them, under the same action: top1 {ident['top1']:.3f} top5 "
                               f"{ident['top5']:.3f} (chance {ident['chance_top1']:.3f}/{ident['chance_top5']:.3f}), "
                               f"mean normalised rank {ident['mean_normalised_rank']:.3f} (chance 0.5)")
+                cos = ident["target_cosine"]
+                if cos["same_ct"] is not None:
+                    console.print(f"  target embeddings, mean cosine: one CT's views {cos['same_ct']:.3f}, "
+                                  f"one action's CTs {cos['same_action']:.3f}")
     for key in ("probes", "probes_grid"):
         _print_probes(console, report[key])
     from drrkit.train.schedule import INIT_SHARE_NOTE

@@ -59,9 +59,12 @@ def identification(per_ct: list[dict]) -> dict:
     """Across-CT ranks. per_ct: for each CT {action key: (predicted (D,), target (D,))}, the context
     view left out. For every action shared by >= 2 CTs, the predicted embedding of each CT is
     ranked (cosine) against the targets of all CTs with that action; its own CT should come first.
-    mean_normalised_rank: rank / (n − 1), 0 = always first, 0.5 = chance, 1 = always last."""
+    mean_normalised_rank: rank / (n − 1), 0 = always first, 0.5 = chance, 1 = always last.
+    target_cosine: what the target embeddings vary with, the mean cosine between two views of one
+    CT under different actions (`same_ct`) and of two CTs under one action (`same_action`); a
+    same_ct well above same_action means the embedding tells CTs apart more than angles."""
     keys = sorted({k for d in per_ct for k in d})
-    ranks, chance1, chance5, norm = [], [], [], []
+    ranks, chance1, chance5, norm, same_action = [], [], [], [], []
     for key in keys:
         members = [d[key] for d in per_ct if key in d]
         n = len(members)
@@ -71,6 +74,7 @@ def identification(per_ct: list[dict]) -> dict:
         t = F.normalize(torch.stack([m[1] for m in members]), dim=-1)
         sim = z @ t.T
         rank = ((sim >= sim.diagonal()[:, None]).sum(1) - 1).numpy()  # ties count against: a collapse ranks last
+        same_action.append(float((t @ t.T)[~torch.eye(n, dtype=torch.bool)].mean()))
         ranks.append(rank)
         chance1 += [1.0 / n] * n
         chance5 += [min(5, n) / n] * n
@@ -81,7 +85,18 @@ def identification(per_ct: list[dict]) -> dict:
     return {"n_queries": len(rank), "n_actions": len(ranks), "top1": float(np.mean(rank == 0)),
             "top5": float(np.mean(rank < 5)), "chance_top1": float(np.mean(chance1)),
             "chance_top5": float(np.mean(chance5)), "mean_normalised_rank": float(np.mean(norm)),
-            "chance_mean_normalised_rank": 0.5}
+            "chance_mean_normalised_rank": 0.5,
+            "target_cosine": {"same_ct": _mean_cosine_within_ct(per_ct), "same_action": float(np.mean(same_action))}}
+
+
+def _mean_cosine_within_ct(per_ct: list[dict]) -> float | None:
+    """Mean cosine between the target embeddings of two views (two actions) of the same CT."""
+    values = []
+    for d in per_ct:
+        if len(d) >= 2:
+            t = F.normalize(torch.stack([v[1] for v in d.values()]), dim=-1)
+            values.append(float((t @ t.T)[~torch.eye(len(t), dtype=torch.bool)].mean()))
+    return float(np.mean(values)) if values else None
 
 
 def view_retrieval(model: XWin, data: ProjectionViews) -> dict:

@@ -56,6 +56,7 @@ def test_train_resume_evaluate_export_on_the_command_line(tmp_path, tiny_store, 
     assert result.exit_code == 0, result.output
     assert "retrieval trained" in result.output and (out / "evaluation.json").is_file()
     assert "which CT, among them, under the same action" in result.output
+    assert "target embeddings, mean cosine: one CT's views" in result.output
     assert "probes on the mean of the patch tokens" in result.output and "4x4 cells" in result.output
     assert json.loads((out / "evaluation.json").read_text())["step"] == 3
 

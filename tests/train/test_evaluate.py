@@ -22,6 +22,10 @@ def test_identification_ranks_each_ct_against_the_others_under_the_same_action()
     exact = [{(float(a),): (emb[c, a], emb[c, a]) for a in range(3)} for c in range(5)]
     r = identification(exact)
     assert r["top1"] == 1.0 and r["mean_normalised_rank"] == 0.0 and r["n_queries"] == 15
+    # embeddings that only know the CT: one CT's views alike, CTs apart
+    by_ct = [{(float(a),): (emb[c, 0], emb[c, 0] + 0.01 * emb[c, a]) for a in range(3)} for c in range(5)]
+    cos = identification(by_ct)["target_cosine"]
+    assert cos["same_ct"] > 0.99 and cos["same_action"] < 0.5
     assert r["chance_top1"] == pytest.approx(0.2) and r["chance_top5"] == 1.0
     shifted = [{(float(a),): (emb[(c + 1) % 5, a], emb[c, a]) for a in range(3)} for c in range(5)]
     assert identification(shifted)["top1"] == 0.0  # each CT predicts its neighbour
