@@ -90,18 +90,19 @@ probes)  # next GPU session (issue 5): train on a large phantom cohort, probe on
   # steps of 64 contexts here are 31 epochs of 2,048 CTs (the CPU runs: 5 epochs of 2,048, 75 of 128).
   # Probes and retrieval run on 512 unseen phantoms (cohort seed 1), the CPU protocol. PROBE_CTS sets the
   # training cohort. Images are stored as float16 (2,048 x 61 views at 224^2: 12.5 GB instead of 25).
-  # Step limits add up to 560 s: one device call (600 s at most) with the wheel install. A render cut
-  # short leaves a store whose done CTs are trained on (train_summary.json says how many).
+  # Step limits add up to 560 s: one device call (600 s at most) with the wheel install. The 1,000 steps
+  # took ~240 s on the H200 on 2026-11-23, hence 270. A render cut short leaves a store whose done CTs are
+  # trained on (train_summary.json says how many).
   n=${PROBE_CTS:-2048}
-  step phantoms 60 bash -c "python3 -m drrkit phantom --n $n --shape 128 --out $W/phantoms$n && \
+  step phantoms 50 bash -c "python3 -m drrkit phantom --n $n --shape 128 --out $W/phantoms$n && \
       python3 -m drrkit phantom --n 512 --shape 128 --seed 1 --out $W/unseen512"
-  step render-phantoms 120 python3 -m drrkit render --ct-dir "$W/phantoms$n" --poses xwin --height 224 \
+  step render-phantoms 110 python3 -m drrkit render --ct-dir "$W/phantoms$n" --poses xwin --height 224 \
       --dtype float16 --out "$W/phantoms$n.zarr" --workers auto --overwrite
   step render-unseen 30 python3 -m drrkit render --ct-dir "$W/unseen512" --poses xwin --height 224 --views 13 \
       --dtype float16 --out "$W/unseen512.zarr" --workers auto --overwrite
-  step train-wm 240 python3 -m drrkit train --config train-xwin-small-phantoms --store "$W/phantoms$n.zarr" \
+  step train-wm 270 python3 -m drrkit train --config train-xwin-small-phantoms --store "$W/phantoms$n.zarr" \
       --steps 1000 --out "$W/run-wm$n"
-  step evaluate 110 python3 -m drrkit evaluate "$W/run-wm$n" --store "$W/unseen512.zarr"
+  step evaluate 100 python3 -m drrkit evaluate "$W/run-wm$n" --store "$W/unseen512.zarr"
   cp "$W/run-wm$n/evaluation.json" "$R/train-eval-cohort$n-unseen512-$T.json"
   cp "$W/run-wm$n/metrics.jsonl" "$R/train-metrics-cohort$n-$T.jsonl"
   cp "$W/run-wm$n/train_summary.json" "$R/train-summary-cohort$n-$T.json"
