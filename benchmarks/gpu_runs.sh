@@ -94,8 +94,8 @@ probes)  # next GPU session (issue 5): train on a large phantom cohort, probe on
   # took ~240 s on the H200 on 2026-11-23, hence 270. A render cut short leaves a store whose done CTs are
   # trained on (train_summary.json says how many).
   n=${PROBE_CTS:-2048}
-  step phantoms 50 bash -c "python3 -m drrkit phantom --n $n --shape 128 --out $W/phantoms$n && \
-      python3 -m drrkit phantom --n 512 --shape 128 --seed 1 --out $W/unseen512"
+  step phantoms 40 python3 -m drrkit phantom --n "$n" --shape 128 --out "$W/phantoms$n"
+  step phantoms-unseen 10 python3 -m drrkit phantom --n 512 --shape 128 --seed 1 --out "$W/unseen512"
   step render-phantoms 110 python3 -m drrkit render --ct-dir "$W/phantoms$n" --poses xwin --height 224 \
       --dtype float16 --out "$W/phantoms$n.zarr" --workers auto --overwrite
   step render-unseen 30 python3 -m drrkit render --ct-dir "$W/unseen512" --poses xwin --height 224 --views 13 \

@@ -119,15 +119,10 @@ def run_names(stores: list[Path], variants: list[str]) -> list[tuple[Path, str, 
     variant for one store, `<variant>@<store name>` for several (store names must then differ)."""
     if len(stores) == 1:
         return [(stores[0], v, v) for v in variants]
-    names = [store_name(s) for s in stores]
+    names = [s.name.removesuffix(".zarr") for s in stores]
     if len(set(names)) != len(names):
         raise SystemExit(f"--store: several stores share a name ({names}); rename one")
     return [(s, v, f"{v}@{n}") for s, n in zip(stores, names) for v in variants]
-
-
-def store_name(store: Path) -> str:
-    name = store.name
-    return name[:-len(".zarr")] if name.endswith(".zarr") else name
 
 
 def same_config(path: Path, cfg) -> bool:

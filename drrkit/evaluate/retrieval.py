@@ -74,7 +74,7 @@ def identification(per_ct: list[dict]) -> dict:
         t = F.normalize(torch.stack([m[1] for m in members]), dim=-1)
         sim = z @ t.T
         rank = ((sim >= sim.diagonal()[:, None]).sum(1) - 1).numpy()  # ties count against: a collapse ranks last
-        same_action.append(float((t @ t.T)[~torch.eye(n, dtype=torch.bool)].mean()))
+        same_action.append(_mean_pairwise_cosine(t))
         ranks.append(rank)
         chance1 += [1.0 / n] * n
         chance5 += [min(5, n) / n] * n
@@ -89,13 +89,15 @@ def identification(per_ct: list[dict]) -> dict:
             "target_cosine": {"same_ct": _mean_cosine_within_ct(per_ct), "same_action": float(np.mean(same_action))}}
 
 
+def _mean_pairwise_cosine(vectors: torch.Tensor) -> float:
+    """Mean cosine over the distinct pairs of rows of vectors (n >= 2, D)."""
+    t = F.normalize(vectors, dim=-1)
+    return float((t @ t.T)[~torch.eye(len(t), dtype=torch.bool)].mean())
+
+
 def _mean_cosine_within_ct(per_ct: list[dict]) -> float | None:
     """Mean cosine between the target embeddings of two views (two actions) of the same CT."""
-    values = []
-    for d in per_ct:
-        if len(d) >= 2:
-            t = F.normalize(torch.stack([v[1] for v in d.values()]), dim=-1)
-            values.append(float((t @ t.T)[~torch.eye(len(t), dtype=torch.bool)].mean()))
+    values = [_mean_pairwise_cosine(torch.stack([v[1] for v in d.values()])) for d in per_ct if len(d) >= 2]
     return float(np.mean(values)) if values else None
 
 
