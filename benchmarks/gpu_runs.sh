@@ -107,6 +107,12 @@ probes)  # next GPU session (issue 5): train on a large phantom cohort, probe on
   cp "$W/run-wm$n/metrics.jsonl" "$R/train-metrics-cohort$n-$T.jsonl"
   cp "$W/run-wm$n/train_summary.json" "$R/train-summary-cohort$n-$T.json"
   cp "$W/phantoms$n.zarr.report.json" "$R/render-cohort$n-$T.report.json"
+  # Beyond the 560 s, in whatever the call has left (everything above is copied already): the same probes
+  # at coarser pooling and before the final LayerNorm, where on the CPU (2,048 training CTs, 64^2) training's
+  # gain over random init showed with both seeds tried (benchmarks/README.md, "Pooling, like for like"):
+  # does it hold at 224^2?
+  step probe-pooling 60 python3 benchmarks/probe_pooling.py --store "$W/unseen512.zarr" --run "$W/run-wm$n" \
+      --grids 0 2 4 --pixel-grids 2 4 16 --pre-norm --device cuda --out "$R/probe-pooling-cohort$n-unseen512-$T.json"
   ;;
 esac
 nvidia-smi > "$R/nvidia-smi-end.txt" 2>&1

@@ -3,7 +3,8 @@ knowledge reveals: is there a nodule (AUROC), how deep is it along the AP axis (
 nodule), how large are the heart and the lungs (R², volumes in ml).
 
 Every report also probes the pixels themselves (the model input average-pooled to 16x16): what a
-linear read-out of the image alone reaches, so an encoder's number can be judged against it. On
+linear read-out of the image alone reaches, so an encoder's number can be judged against it; a
+grid-pooled report adds the pixels pooled to its own cells (`pixels_4x4`), like for like. On
 128 phantoms (128^3) at 112^2, measured on the CPU: pixels give heart R^2 ~0.3-0.45 and lung R^2
 ~0.6 from the frontal view, but nodule presence (AUROC ~0.5) and depth (R^2 < 0) not even from the
 lateral view: those two need features a linear read-out of pixels does not have.
@@ -14,7 +15,10 @@ PROBE_GRID cells, concatenated. The mean keeps what is in the image but not wher
 sizes are largely where: on 512 unseen phantoms (128^3, frontal views at 64^2, CPU, 2026-12-02)
 going from mean to 4x4 cells took heart R^2 from ~0.01 to ~0.25 and lung R^2 from ~0.6 to ~0.9
 for the random-init and the trained encoders alike, while a linear read-out of 8x8 or 16x16
-pixels gave heart 0.50-0.68 and lung 0.84-0.92. Nodule presence was at chance for every feature
+pixels gave heart 0.50-0.68 and lung 0.84-0.92. At the same cells the encoders read more than
+the pixels: 4x4 pixels gave heart 0.05 and lung 0.54, and every token (8x8 at 64^2, patch 8) gave
+the encoders heart 0.56-0.60 against 0.50 for 8x8 pixels (2026-12-03, benchmarks/README.md,
+"Pooling, like for like"). Nodule presence was at chance for every feature
 set, pixels included (AUROC 0.49-0.54): at 64^2 a 8-20 mm nodule spans 1.5-3.6 pixels.
 
 `feature_spread` says, per encoder, over how many directions the CTs' features spread (RankMe's
@@ -98,9 +102,16 @@ def feature_spread(features: np.ndarray) -> dict:
             "dim": int(features.shape[1])}
 
 
-def pixel_features(images: torch.Tensor) -> torch.Tensor:
-    """The pixel baseline: images (K, C, H, W) average-pooled to PIXEL_GRID², flattened."""
-    return torch.nn.functional.adaptive_avg_pool2d(images.float(), PIXEL_GRID).flatten(1)
+def pixel_features(images: torch.Tensor, grid: int = PIXEL_GRID) -> torch.Tensor:
+    """The pixel baseline: images (K, C, H, W) average-pooled to grid x grid cells, flattened."""
+    return torch.nn.functional.adaptive_avg_pool2d(images.float(), grid).flatten(1)
+
+
+def pixel_baselines(images: torch.Tensor, grid: int) -> dict[str, np.ndarray]:
+    """The pixel baselines of one report: PIXEL_GRID² pixels in every report, and in a grid-pooled
+    one also the pixels pooled to the same grid x grid cells as the tokens (like for like)."""
+    cells = [PIXEL_GRID] + ([grid] if grid and grid != PIXEL_GRID else [])
+    return {f"pixels_{g}x{g}": pixel_features(images, g).numpy() for g in cells}
 
 
 def pooling_name(grid: int) -> str:
@@ -128,10 +139,9 @@ def phantom_probes(data: ProjectionViews, encoders: dict[str, torch.nn.Module], 
         return {report_key(g): head for g, head in heads.items()}
     images = frontal_views(data, keep)
     rows = [truth[i] for i in keep]
-    pixels = pixel_features(images).numpy()
     sets = {name: pooled_feature_sets(enc, images, grids) for name, enc in encoders.items()}
     return {report_key(g): _probe_report(heads[g], {**{name: f[g].numpy() for name, f in sets.items()},
-                                                    f"pixels_{PIXEL_GRID}x{PIXEL_GRID}": pixels}, rows, seed)
+                                                    **pixel_baselines(images, g)}, rows, seed)
             for g in grids}
 
 

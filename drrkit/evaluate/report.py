@@ -10,7 +10,8 @@ Writes RUN/evaluation.json:
               the random-init encoder and, with --compare RUN2 (e.g. a MIM-only run), RUN2's
               encoders, against phantoms.csv ground truth (phantom_probe.py), on the mean of
               each encoder's patch tokens
-  probes_grid the same, on the patch tokens average-pooled to a 4x4 grid of cells
+  probes_grid the same, on the patch tokens average-pooled to a 4x4 grid of cells, with the pixels
+              pooled to the same 4x4 cells as a second pixel baseline
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def test_step_parses_as_the_device_machine_would(part, name, argv, monkeypatch):
 
 
 def test_a_misspelt_option_is_caught(monkeypatch):
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="No such option"):
         _parse_drrkit(["render", "--poses", "xwin", "--hieght", "64", "--out", "x.zarr"])
     with pytest.raises(SystemExit):
         _parse_benchmark("benchmarks/bench_corpus.py", ["--n-ct", "4"], monkeypatch)

@@ -73,11 +73,14 @@ def test_evaluate_reports_retrieval_probes_and_baselines(trained_run):
     # the same probes on grid-pooled tokens: same encoders and cases, PROBE_GRID² times the width
     grid = report["probes_grid"]
     assert probes["pooling"].startswith("mean") and "4x4" in grid["pooling"]
-    assert set(grid["encoders"]) == set(probes["encoders"]) and set(grid["versus_random_init"]) == set(versus)
+    # ... plus the pixels pooled to the same 4x4 cells as the tokens
+    assert set(grid["encoders"]) == set(probes["encoders"]) | {"pixels_4x4"}
+    assert set(grid["versus_random_init"]) == set(versus) | {"pixels_4x4"}
     width = {name: s["dim"] for name, s in probes["feature_spread"].items()}
     assert {name: s["dim"] for name, s in grid["feature_spread"].items()} == {
-        **{name: 16 * d for name, d in width.items()}, "pixels_16x16": 256}
+        **{name: 16 * d for name, d in width.items()}, "pixels_16x16": 256, "pixels_4x4": 16}
     assert grid["encoders"]["pixels_16x16"] == probes["encoders"]["pixels_16x16"]
+    assert grid["encoders"]["pixels_4x4"] != grid["encoders"]["pixels_16x16"]
     assert grid["encoders"]["random_init"] != probes["encoders"]["random_init"]
 
 
@@ -105,6 +108,7 @@ def test_pixel_baseline_pools_the_model_inputs():
     assert feats.shape == (3, PIXEL_GRID * PIXEL_GRID)
     grid = feats[1].reshape(PIXEL_GRID, PIXEL_GRID)
     assert torch.all(grid[: PIXEL_GRID // 2] == 1) and torch.all(grid[PIXEL_GRID // 2:] == 0)
+    assert torch.equal(pixel_features(images, 2)[1], torch.tensor([1.0, 1.0, 0.0, 0.0]))
 
 
 def test_evaluation_data_of_other_stores(trained_run, tiny_store):
@@ -276,3 +280,19 @@ def test_row_space_leaves_the_logistic_probe_as_it_was():
     assert np.allclose(reduced.predict_proba(x[test]), plain.predict_proba(x[test]), atol=1e-5)
     few = rng.normal(size=(60, 8))  # fewer features than cases: left as they are
     assert np.array_equal(RowSpace().fit(few).transform(few), few)
+
+
+def test_probe_pooling_benchmark_probes_each_pooling_like_for_like(trained_run, tiny_store, tmp_path):
+    from benchmarks.probe_pooling import main
+
+    run, _ = trained_run
+    record = main(["--store", str(tiny_store), "--run", str(run), "--grids", "0", "2", "--pixel-grids", "2", "4",
+                   "--pre-norm", "--out", str(tmp_path / "pool.json")])
+    assert json.loads((tmp_path / "pool.json").read_text()) == record and record["n_cts"] == 12
+    heart = record["results"]["heart_volume_ml"]
+    encoders = {f"{run.name}:{w}:{n}:g{g}" for w in ("f", "random_init") for n in ("post", "pre") for g in (0, 2)}
+    assert set(heart) == encoders | {"pixels:2x2", "pixels:4x4"}
+    assert heart["pixels:4x4"]["n_features"] == 16 and heart[f"{run.name}:f:pre:g2"]["n_features"] == 4 * heart[f"{run.name}:f:pre:g0"]["n_features"]
+    assert heart[f"{run.name}:f:pre:g2"]["r2"] != heart[f"{run.name}:f:post:g2"]["r2"]
+    # only f is compared with its random-init twin, at the same pooling
+    assert all(("minus_random_init" in v) == (":f:" in k) for k, v in heart.items())

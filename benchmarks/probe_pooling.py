@@ -1,0 +1,104 @@
+"""Phantom probes of trained runs at several poolings, like for like: each run's context encoder f
+and its random-init twin (same config and seed) with the patch tokens average-pooled to G x G
+cells (0: their mean), against the pixels pooled to the same cells. `drrkit evaluate` reports
+two poolings (mean and 4x4); this asks how much of what a probe reads is the pooling's own
+spatial resolution rather than the encoder.
+
+  python benchmarks/probe_pooling.py --store unseen-phantoms.zarr --run runs/a runs/b \\
+      --grids 0 2 4 8 --pixel-grids 2 4 8 16 32 [--pre-norm] [--device cuda] --out results/probe-pooling.json
+
+Probes are drrkit's (cross-validated ridge R², paired bootstrap against random init) on the
+frontal views of the store's CTs that have phantom ground truth. `--pre-norm` also probes the
+tokens before the ViT's final LayerNorm, which takes each token's mean and scale away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.machine import machine_info  # noqa: E402
+from drrkit.evaluate.loading import load_run, pooled_feature_sets, random_init  # noqa: E402
+from drrkit.evaluate.phantom_probe import frontal_views, ground_truth, pixel_features  # noqa: E402
+from drrkit.evaluate.probes import paired_difference, r2_probe  # noqa: E402
+from drrkit.train.data import ProjectionViews, scan_store  # noqa: E402
+
+TARGETS = ("heart_volume_ml", "lung_volume_ml")
+
+
+def encoder_sets(encoder: torch.nn.Module, images: torch.Tensor, grids: list[int], pre_norm: bool) -> dict:
+    """{"post:g<G>" (and "pre:g<G>"): features} of one encoder."""
+    out = {f"post:g{g}": x.numpy() for g, x in pooled_feature_sets(encoder, images, tuple(grids)).items()}
+    if pre_norm:
+        norm, encoder.norm = encoder.norm, torch.nn.Identity()
+        try:
+            out.update({f"pre:g{g}": x.numpy() for g, x in pooled_feature_sets(encoder, images, tuple(grids)).items()})
+        finally:
+            encoder.norm = norm
+    return out
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--store", type=Path, required=True, help="phantom store to probe on (e.g. unseen CTs)")
+    ap.add_argument("--run", type=Path, nargs="+", required=True, help="trained run folders (drrkit train)")
+    ap.add_argument("--grids", type=int, nargs="+", default=[0, 2, 4, 8])
+    ap.add_argument("--pixel-grids", type=int, nargs="+", default=[2, 4, 8, 16, 32])
+    ap.add_argument("--pre-norm", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="where the encoders run (probes fit on the CPU)")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    features, images, truth = {}, None, None
+    for run in args.run:
+        cfg, model, _ = load_run(run, args.device)
+        if images is None:  # every run sees the same images (the first run's input size)
+            cts = scan_store(args.store, cfg.data, cfg.model.action_dim)
+            data = ProjectionViews(cts, cfg.data, cfg.model.img_size, cfg.seed)
+            rows = ground_truth(cts)
+            keep = [i for i, t in enumerate(rows) if t is not None]
+            if len(keep) < 8:
+                raise SystemExit(f"{args.store}: phantom ground truth for {len(keep)} CTs; need >= 8")
+            images, truth = frontal_views(data, keep), [rows[i] for i in keep]
+        for which, encoder in (("f", model.encoder), ("random_init", random_init(cfg, args.device).encoder)):
+            for key, x in encoder_sets(encoder, images, args.grids, args.pre_norm).items():
+                features[f"{run.name}:{which}:{key}"] = x
+    for g in args.pixel_grids:
+        features[f"pixels:{g}x{g}"] = pixel_features(images, g).numpy()
+    results = {}
+    for target in TARGETS:
+        y = np.array([t[target] for t in truth], dtype=float)
+        probes = {name: r2_probe(x, y, args.seed) for name, x in features.items()}
+        results[target] = {}
+        for name, probe in probes.items():
+            line = {"r2": probe.summary["r2"], "ci95": probe.summary["ci95"], "n_features": int(features[name].shape[1])}
+            run, which, *pooling = name.split(":")
+            if which == "f":
+                d = paired_difference(probe, probes[":".join([run, "random_init", *pooling])], args.seed)
+                line["minus_random_init"] = {"difference": d["difference"], "ci95": d["ci95"]}
+            results[target][name] = line
+            diff = line.get("minus_random_init")
+            print(f"{target:16s} {name:40s} {line['n_features']:6d} R2 {line['r2']:.3f}"
+                  + (f"  vs random init {diff['difference']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]"
+                     if diff else ""))
+    record = {"benchmark": "probe-pooling", "machine": machine_info(), "command": " ".join(sys.argv),
+              "store": str(args.store), "runs": [str(r) for r in args.run], "n_cts": len(truth),
+              "image_size": list(images.shape[-2:]), "grids": args.grids, "pixel_grids": args.pixel_grids,
+              "results": results, "seconds": time.perf_counter() - t0}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1))
+    print(f"written {args.out} ({record['seconds']:.0f} s)")
+    return record
+
+
+if __name__ == "__main__":
+    main()
