@@ -46,6 +46,12 @@ def encoder_sets(encoder: torch.nn.Module, images: torch.Tensor, grids: list[int
     return out
 
 
+def run_labels(runs: list[Path]) -> list[str]:
+    """Each run's folder name, or parent/name where two runs share a name."""
+    names = [r.name for r in runs]
+    return [f"{r.parent.name}/{r.name}" if names.count(r.name) > 1 else r.name for r in runs]
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", type=Path, required=True, help="phantom store to probe on (e.g. unseen CTs)")
@@ -59,7 +65,9 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     features, images, truth = {}, None, None
-    for run in args.run:
+    if len(set(labels := run_labels(args.run))) < len(labels):
+        raise SystemExit(f"two --run folders with one name: {labels}")
+    for run, label in zip(args.run, labels):
         cfg, model, _ = load_run(run, args.device)
         if images is None:  # every run sees the same images (the first run's input size)
             cts = scan_store(args.store, cfg.data, cfg.model.action_dim)
@@ -71,7 +79,7 @@ def main(argv=None) -> dict:
             images, truth = frontal_views(data, keep), [rows[i] for i in keep]
         for which, encoder in (("f", model.encoder), ("random_init", random_init(cfg, args.device).encoder)):
             for key, x in encoder_sets(encoder, images, args.grids, args.pre_norm).items():
-                features[f"{run.name}:{which}:{key}"] = x
+                features[f"{label}:{which}:{key}"] = x
     for g in args.pixel_grids:
         features[f"pixels:{g}x{g}"] = pixel_features(images, g).numpy()
     results = {}

@@ -296,3 +296,11 @@ def test_probe_pooling_benchmark_probes_each_pooling_like_for_like(trained_run, 
     assert heart[f"{run.name}:f:pre:g2"]["r2"] != heart[f"{run.name}:f:post:g2"]["r2"]
     # only f is compared with its random-init twin, at the same pooling
     assert all(("minus_random_init" in v) == (":f:" in k) for k, v in heart.items())
+
+
+def test_probe_pooling_labels_runs_that_share_a_folder_name():
+    from pathlib import Path
+
+    from benchmarks.probe_pooling import run_labels
+
+    assert run_labels([Path("a/base"), Path("b/base"), Path("b/seed")]) == ["a/base", "b/base", "seed"]
