@@ -30,13 +30,16 @@ def evaluate(
     compare: Optional[Path] = typer.Option(None, "--compare", help="Another run (e.g. MIM-only) whose encoders "
                                            "join the probes."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N]"),
+    step: Optional[int] = typer.Option(None, "--step", help="Evaluate the kept checkpoint of this step "
+                                       "(RUN/checkpoints/step-*.pt) instead of the last; the report is "
+                                       "RUN/evaluation-step-XXXXXXX.json."),
 ) -> None:
     """View retrieval on held-out CTs and phantom probes vs a random-init encoder → RUN/evaluation.json."""
     from cli.app import console, usage_error
     from drrkit.evaluate import evaluate_run
 
     try:
-        report = evaluate_run(run, stores=store or None, compare=compare, device=device)
+        report = evaluate_run(run, stores=store or None, compare=compare, device=device, step=step)
     except _errors() as exc:
         usage_error(str(exc))
     for name, r in report["retrieval"].items():
@@ -59,7 +62,9 @@ def evaluate(
     share = report.get("target_init_share")
     if share is not None and share >= INIT_SHARE_NOTE:
         console.print(f"note: the EMA target encoder f' (trained_target) is still {share:.0%} its initial weights")
-    console.print(f"report: {run / 'evaluation.json'}")
+    from drrkit.evaluate.report import report_path
+
+    console.print(f"report: {report_path(run, step)} (step {report['step']})")
 
 
 def _print_probes(console, probes: dict) -> None:

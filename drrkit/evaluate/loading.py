@@ -14,9 +14,11 @@ from drrkit.train.vit import encode
 ENCODERS = ("target", "context")  # f' (EMA, I-JEPA's evaluation choice) | f
 
 
-def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[TrainConfig, XWin, dict]:
-    """(config, model in eval mode, checkpoint payload) of a run's checkpoints/last.pt."""
-    ckpt = last_checkpoint(Path(run))
+def load_run(run: str | Path, device: str | torch.device = "cpu",
+             checkpoint: str | Path | None = None) -> tuple[TrainConfig, XWin, dict]:
+    """(config, model in eval mode, checkpoint payload) of a run's checkpoints/last.pt, or of the
+    checkpoint file given (e.g. one of its step-XXXXXXX.pt)."""
+    ckpt = Path(checkpoint) if checkpoint is not None else last_checkpoint(Path(run))
     payload = load_checkpoint(ckpt)
     cfg = TrainConfig.from_dict(payload["config"], where=f"{ckpt} config")
     model = XWin(cfg.model)

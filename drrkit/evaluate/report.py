@@ -25,6 +25,7 @@ import torch
 from drrkit.evaluate.loading import ENCODERS, encoder_of, load_run, pooled_features, random_init
 from drrkit.evaluate.phantom_probe import phantom_probes
 from drrkit.evaluate.retrieval import view_retrieval
+from drrkit.train.checkpoint import step_checkpoint
 from drrkit.train.data import ProjectionViews, scan_store
 from drrkit.train.distributed import resolve_device
 from drrkit.train.run import RunInputs, load_split
@@ -46,11 +47,17 @@ def evaluation_data(run: Path, cfg, payload: dict, stores=None) -> tuple[Project
     return make(held), make(cts), where
 
 
-def evaluate_run(run: str | Path, stores=None, compare: str | Path | None = None, device: str = "auto") -> dict:
-    """Evaluate a run; writes and returns RUN/evaluation.json."""
+def report_path(run: Path, step: int | None = None) -> Path:
+    """RUN/evaluation.json, or RUN/evaluation-step-XXXXXXX.json for an earlier kept checkpoint."""
+    return run / (REPORT_NAME if step is None else f"evaluation-step-{step:07d}.json")
+
+
+def evaluate_run(run: str | Path, stores=None, compare: str | Path | None = None, device: str = "auto",
+                 step: int | None = None) -> dict:
+    """Evaluate a run's last checkpoint (or the kept one of `step`); writes and returns report_path()."""
     run = Path(run)
     dev = resolve_device(device)
-    cfg, model, payload = load_run(run, dev)
+    cfg, model, payload = load_run(run, dev, None if step is None else step_checkpoint(run, step))
     baseline = random_init(cfg, dev)
     held, probe_data, where = evaluation_data(run, cfg, payload, stores)
     report = {"run": str(run.resolve()), "step": payload["step"], "config": cfg.name, "held_out": where,
@@ -68,7 +75,7 @@ def evaluate_run(run: str | Path, stores=None, compare: str | Path | None = None
             encoders[f"compare_{w}"] = encoder_of(other, w)
         report["compare"] = {"run": str(Path(compare).resolve()), "step": other_payload["step"]}
     report.update(phantom_probes(probe_data, encoders, seed=cfg.seed))
-    (run / REPORT_NAME).write_text(json.dumps(report, indent=1))
+    report_path(run, step).write_text(json.dumps(report, indent=1))
     return report
 
 

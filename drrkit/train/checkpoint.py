@@ -58,6 +58,21 @@ def last_checkpoint(run: Path) -> Path:
     return checkpoint_dir(run) / "last.pt"
 
 
+def step_checkpoints(run: Path) -> list[Path]:
+    """The run's kept step-XXXXXXX.pt files, oldest first (`run.keep_checkpoints` of them)."""
+    return sorted(checkpoint_dir(run).glob("step-*.pt"))
+
+
+def step_checkpoint(run: Path, step: int) -> Path:
+    """The kept checkpoint of one step; FileNotFoundError naming the steps kept where it is not."""
+    path = checkpoint_dir(run) / f"step-{step:07d}.pt"
+    if not path.is_file():
+        kept = [int(p.stem.split("-")[1]) for p in step_checkpoints(run)]
+        raise FileNotFoundError(f"{path}: no checkpoint of step {step}; kept steps: {kept or 'none'} "
+                                "(run.checkpoint_every and run.keep_checkpoints decide which)")
+    return path
+
+
 def save_checkpoint(run: Path, payload: dict, keep: int) -> Path:
     """Write step-XXXXXXX.pt and last.pt atomically (temp file + rename); prune old step files."""
     folder = checkpoint_dir(run)

@@ -59,6 +59,12 @@ def test_train_resume_evaluate_export_on_the_command_line(tmp_path, tiny_store, 
     assert "target embeddings, mean cosine: one CT's views" in result.output
     assert "probes on the mean of the patch tokens" in result.output and "4x4 cells" in result.output
     assert json.loads((out / "evaluation.json").read_text())["step"] == 3
+    # an earlier checkpoint: only the kept ones (keep_checkpoints 1 here), in a report of its own
+    result = run("evaluate", out, "--device", "cpu", "--step", 2)
+    assert result.exit_code == 2 and "no checkpoint of step 2; kept steps: [3]" in " ".join(result.output.split())
+    result = run("evaluate", out, "--device", "cpu", "--step", 3)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "evaluation-step-0000003.json").read_text())["step"] == 3
 
 
 def test_usage_errors_exit_2_and_name_the_problem(tmp_path, tiny_store, fast_yaml):

@@ -304,3 +304,31 @@ def test_probe_pooling_labels_runs_that_share_a_folder_name():
     from benchmarks.probe_pooling import run_labels
 
     assert run_labels([Path("a/base"), Path("b/base"), Path("b/seed")]) == ["a/base", "b/base", "seed"]
+
+
+def test_probe_pooling_probes_every_kept_checkpoint_against_one_random_init_twin(fast_cfg, tiny_store, tmp_path):
+    from benchmarks.probe_pooling import main
+
+    cfg = dataclasses.replace(fast_cfg, run=dataclasses.replace(fast_cfg.run, checkpoint_every=2, keep_checkpoints=2))
+    run = tmp_path / "two"
+    train(cfg, [tiny_store], run)
+    common = ["--store", str(tiny_store), "--run", str(run), "--grids", "0", "--pixel-grids", "2"]
+    every = main([*common, "--checkpoints", "all", "--out", str(tmp_path / "all.json")])
+    last = main([*common, "--out", str(tmp_path / "last.json")])
+    heart, heart_last = every["results"]["heart_volume_ml"], last["results"]["heart_volume_ml"]
+    assert set(heart) == {"two@2:f:post:g0", "two@4:f:post:g0", "two:random_init:post:g0", "pixels:2x2"}
+    assert every["checkpoints"] == "all" and last["checkpoints"] == "last"
+    # step 4 is the last checkpoint; step 2 is another encoder; both against the same twin
+    assert heart["two@4:f:post:g0"]["r2"] == heart_last["two:f:post:g0"]["r2"]
+    assert heart["two@2:f:post:g0"]["r2"] != heart["two@4:f:post:g0"]["r2"]
+    assert heart["two:random_init:post:g0"] == heart_last["two:random_init:post:g0"]
+    assert all(("minus_random_init" in v) == (":f:" in k) for k, v in heart.items())
+
+
+def test_probe_pooling_says_when_a_run_kept_no_step_checkpoints(tmp_path):
+    from benchmarks.probe_pooling import checkpoints_of
+
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    assert checkpoints_of(tmp_path / "run", "last") == [("", None)]
+    with pytest.raises(SystemExit, match="no step-.*keep_checkpoints"):
+        checkpoints_of(tmp_path / "run", "all")
