@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import machine_info  # noqa: E402
 from drrkit.evaluate.loading import load_run, pooled_feature_sets, random_init  # noqa: E402
-from drrkit.evaluate.phantom_probe import frontal_views, ground_truth, pixel_features  # noqa: E402
+from drrkit.evaluate.phantom_probe import frontal_views, pixel_features, with_ground_truth  # noqa: E402
 from drrkit.evaluate.probes import paired_difference, r2_probe  # noqa: E402
-from drrkit.train.checkpoint import step_checkpoints  # noqa: E402
+from drrkit.train.checkpoint import step_checkpoints, step_of  # noqa: E402
 from drrkit.train.data import ProjectionViews, scan_store  # noqa: E402
 
 TARGETS = ("heart_volume_ml", "lung_volume_ml")
@@ -54,11 +54,10 @@ def images_and_truth(store: Path, cfg) -> tuple[torch.Tensor, list[dict]]:
     """Frontal views (the run's input size) and ground truth of the store's CTs that have it."""
     cts = scan_store(store, cfg.data, cfg.model.action_dim)
     data = ProjectionViews(cts, cfg.data, cfg.model.img_size, cfg.seed)
-    rows = ground_truth(cts)
-    keep = [i for i, t in enumerate(rows) if t is not None]
+    keep, rows = with_ground_truth(cts)
     if len(keep) < 8:
         raise SystemExit(f"{store}: phantom ground truth for {len(keep)} CTs; need >= 8")
-    return frontal_views(data, keep), [rows[i] for i in keep]
+    return frontal_views(data, keep), rows
 
 
 def run_labels(runs: list[Path]) -> list[str]:
@@ -74,7 +73,7 @@ def checkpoints_of(run: Path, which: str) -> list[tuple[str, Path | None]]:
     steps = step_checkpoints(run)
     if not steps:
         raise SystemExit(f"{run}: no step-*.pt checkpoints kept (train with run.keep_checkpoints > 0)")
-    return [(f"@{int(p.stem.split('-')[1])}", p) for p in steps]
+    return [(f"@{step_of(p)}", p) for p in steps]
 
 
 def main(argv=None) -> dict:

@@ -69,6 +69,13 @@ def ground_truth(cts: list[CTViews]) -> list[dict | None]:
     return out
 
 
+def with_ground_truth(cts: list[CTViews]) -> tuple[list[int], list[dict]]:
+    """(indices, phantoms.csv rows) of the CTs that have ground truth."""
+    truth = ground_truth(cts)
+    keep = [i for i, t in enumerate(truth) if t is not None]
+    return keep, [truth[i] for i in keep]
+
+
 def frontal_views(data: ProjectionViews, indices: list[int]) -> torch.Tensor:
     """The context (frontal) view of each CT, as model inputs (K, C, H, W)."""
     return torch.cat([data.read(data.cts[i], np.array([data.cts[i].context])) for i in indices])
@@ -129,8 +136,7 @@ def phantom_probes(data: ProjectionViews, encoders: dict[str, torch.nn.Module], 
     """Probe results per encoder, one report per pooling of the frontal views' patch tokens
     ({report_key(grid): report}); each image is encoded once, and every report carries the same
     pixel baseline so that it reads on its own."""
-    truth = ground_truth(data.cts)
-    keep = [i for i, t in enumerate(truth) if t is not None]
+    keep, rows = with_ground_truth(data.cts)
     heads = {g: {"n_cts": len(data.cts), "n_with_ground_truth": len(keep), "pooling": pooling_name(g),
                  "metrics": TARGETS, "encoders": {}} for g in grids}
     if len(keep) < 4:
@@ -138,7 +144,6 @@ def phantom_probes(data: ProjectionViews, encoders: dict[str, torch.nn.Module], 
             head["reason"] = f"ground truth (phantoms.csv next to the CT files) for {len(keep)} CTs; need >= 4"
         return {report_key(g): head for g, head in heads.items()}
     images = frontal_views(data, keep)
-    rows = [truth[i] for i in keep]
     sets = {name: pooled_feature_sets(enc, images, grids) for name, enc in encoders.items()}
     return {report_key(g): _probe_report(heads[g], {**{name: f[g].numpy() for name, f in sets.items()},
                                                     **pixel_baselines(images, g)}, rows, seed)

@@ -58,6 +58,15 @@ def last_checkpoint(run: Path) -> Path:
     return checkpoint_dir(run) / "last.pt"
 
 
+def step_path(run: Path, step: int) -> Path:
+    return checkpoint_dir(run) / f"step-{step:07d}.pt"
+
+
+def step_of(path: Path) -> int:
+    """The step of a step-XXXXXXX.pt file."""
+    return int(Path(path).stem.removeprefix("step-"))
+
+
 def step_checkpoints(run: Path) -> list[Path]:
     """The run's kept step-XXXXXXX.pt files, oldest first (`run.keep_checkpoints` of them)."""
     return sorted(checkpoint_dir(run).glob("step-*.pt"))
@@ -65,9 +74,9 @@ def step_checkpoints(run: Path) -> list[Path]:
 
 def step_checkpoint(run: Path, step: int) -> Path:
     """The kept checkpoint of one step; FileNotFoundError naming the steps kept where it is not."""
-    path = checkpoint_dir(run) / f"step-{step:07d}.pt"
+    path = step_path(run, step)
     if not path.is_file():
-        kept = [int(p.stem.split("-")[1]) for p in step_checkpoints(run)]
+        kept = [step_of(p) for p in step_checkpoints(run)]
         raise FileNotFoundError(f"{path}: no checkpoint of step {step}; kept steps: {kept or 'none'} "
                                 "(run.checkpoint_every and run.keep_checkpoints decide which)")
     return path
@@ -80,11 +89,11 @@ def save_checkpoint(run: Path, payload: dict, keep: int) -> Path:
     payload = {"format": FORMAT, **payload}
     tmp = folder / "last.pt.tmp"
     torch.save(payload, tmp)
-    step_file = folder / f"step-{payload['step']:07d}.pt"
+    step_file = step_path(run, payload["step"])
     if keep > 0:
         torch.save(payload, step_file)
     os.replace(tmp, folder / "last.pt")
-    for old in sorted(folder.glob("step-*.pt"))[:-keep or None]:
+    for old in step_checkpoints(run)[:-keep or None]:
         old.unlink()
     return folder / "last.pt"
 
