@@ -229,10 +229,20 @@ def drrkit_run(inputs: list[str], out: Path, workers: str, args, allocator: str 
             "steady_views_per_s": report.get("steady_views_per_second"),
             "first_ct_after_s": report.get("first_ct_after_seconds"),
             "phase_seconds_summed_over_cts": report["phase_seconds"],
+            # the same per CT rendered: render_wait/upload/prepare/march say whether a run waits on
+            # the device (lock, host-to-device copy, per-CT preparation, kernels) or on the host
+            "phase_seconds_per_ct": per_ct(report),
             # CPU time of the whole run (workers included) per CT: with C cores, C / this is the
             # most CTs per second any scheduling can reach, whatever the GPU does
             "cpu_seconds": cpu, "cpu_seconds_per_ct": cpu / max(1, len(report["results"])),
             "backend": report["backend"], "cluster": report.get("cluster"), **sampler.summary()}
+
+
+def per_ct(report: dict) -> dict[str, float]:
+    """Mean seconds per done CT of each phase in a run report (drrkit/render/timing.py)."""
+    done = [r for r in report["results"] if r["status"] == "done"]
+    phases = dict.fromkeys(k for r in done for k in r["timings"])
+    return {k: sum(r["timings"].get(k, 0.0) for r in done) / len(done) for k in phases} if done else {}
 
 
 def allocator_ratios(runs: list[dict]) -> dict:
@@ -339,7 +349,8 @@ def main() -> None:
               f"({run['ratio_views_per_s']:.1f}x), {run['steady_views_per_s'] or 0:.2f} after the first CT "
               f"({run['ratio_steady_views_per_s']:.1f}x); {run['cpu_seconds_per_ct']:.2f} CPU-s per CT; "
               f"CPU {run['cpu_utilisation_mean_pct'] or 0:.0f}%, "
-              f"GPU {run['gpu_utilisation_mean_pct'] or 0:.0f}%")
+              f"GPU {run['gpu_utilisation_mean_pct'] or 0:.0f}%; per CT: "
+              + ", ".join(f"{k} {v:.3f}s" for k, v in run["phase_seconds_per_ct"].items()))
     print(f"X-WIN loop {peer['views_per_s']:.2f} views/s; written {args.out}")
 
 

@@ -49,9 +49,21 @@ def run_with_progress(job, cluster=None) -> int:
     return report.exit_code
 
 
+def phase_split(phases: dict[str, float]) -> str:
+    """'load 1.0s, render 2.0s (wait 0.1s, upload 0.2s, ...), write 0.3s': render's parts
+    (render_* timings, drrkit/render/timing.py) in brackets after it."""
+    parts = {k.removeprefix("render_"): v for k, v in phases.items() if k.startswith("render_")}
+    out = []
+    for name, secs in phases.items():
+        if name.startswith("render_"):
+            continue
+        inner = ", ".join(f"{k} {v:.1f}s" for k, v in parts.items()) if name == "render" and parts else ""
+        out.append(f"{name} {secs:.1f}s" + (f" ({inner})" if inner else ""))
+    return ", ".join(out)
+
+
 def print_summary(report) -> None:
-    phases = report.phase_seconds()
-    split = ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()) or "nothing rendered"
+    split = phase_split(report.phase_seconds()) or "nothing rendered"
     done = len(report.results) - len(report.failed)
     steady = report.steady_views_per_second()
     rate = (f", {steady:.1f} views/s after the first CT (done {report.first_ct_after_seconds():.1f}s into the run)"

@@ -14,6 +14,7 @@ import numpy as np
 
 from drrkit.ct import CTReadError, CTSource, load_ct
 from drrkit.geometry.recipe import Recipe
+from drrkit.render import timing as render_timing
 from drrkit.render.base import Renderer, render_all
 from drrkit.render.intensity import finish, integrated_field
 from drrkit.render.masks import project_masks
@@ -29,7 +30,7 @@ class CTResult:
     error: str = ""
     info: dict | None = None  # shape, spacing, affine, hu_min, hu_max, checksum (if the CT was read)
     views: int = 0
-    timings: dict = field(default_factory=dict)  # seconds: load, render, write
+    timings: dict = field(default_factory=dict)  # seconds: load, render (render_* its parts), write
     worker: str = ""  # Dask worker name (empty in-process)
     finished: float = 0.0  # wall-clock time (epoch seconds) the task ended with its rows written
 
@@ -47,6 +48,7 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
                    "hu_min": float(np.min(ct.hu)), "hu_max": float(np.max(ct.hu)),
                    "checksum": ct.checksum(), "labels": source.labels or ""}
     t1 = time.perf_counter()
+    render_timing.take()  # this thread's clock from here on: this CT's render calls alone
     try:
         poses = recipe.sample_poses(source.id)
         field_ = integrated_field(recipe.intensity, ct.hu)
@@ -67,6 +69,8 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
         return result
     t3 = time.perf_counter()
     result.status, result.views = "done", len(poses)
-    result.timings = {"load": t1 - t0, "render": t2 - t1, "write": t3 - t2}
+    # "render" is the whole phase; render_wait/upload/prepare/march are where it went (render/timing.py)
+    result.timings = {"load": t1 - t0, "render": t2 - t1, "write": t3 - t2,
+                      **{f"render_{name}": secs for name, secs in render_timing.take().items()}}
     result.finished = time.time()
     return result

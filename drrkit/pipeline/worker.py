@@ -14,6 +14,7 @@ from distributed import WorkerPlugin, get_worker
 from drrkit.ct import CTSource
 from drrkit.geometry.recipe import Recipe
 from drrkit.pipeline.task import CTResult, render_ct
+from drrkit.render.timing import phase
 
 PLUGIN_NAME = "drrkit-render"
 
@@ -31,8 +32,13 @@ class _SerialRenderer:
         return self.inner.describe()
 
     def render(self, ct, poses, field=None):
-        with self.lock:
-            yield from list(self.inner.render(ct, poses, field))
+        with phase("wait"):
+            self.lock.acquire()
+        try:
+            batches = list(self.inner.render(ct, poses, field))
+        finally:
+            self.lock.release()
+        yield from batches
 
 
 class RenderPlugin(WorkerPlugin):

@@ -17,6 +17,7 @@ from drrkit.geometry.detector import Detector
 from drrkit.geometry.poses import CONVENTION, PARAMETERIZATION, PoseSet
 from drrkit.geometry.recipe import VolumeSpec
 from drrkit.render.memory import MEMORY_FRACTION, batch_size_for, free_bytes
+from drrkit.render.timing import phase
 
 # Siddon keeps ~(I+J+K+3) intersections per ray through several float tensors (alphas, their
 # sort, midpoints, xyz, gathered voxels, lengths). ~48 bytes per intersection per ray matches the
@@ -77,13 +78,18 @@ class DiffDRRBackend:
         from diffdrr.drr import DRR
 
         batch, patch = self.plan_batches(ct)
-        drr = DRR(diffdrr_subject(ct, self.volume, field), renderer=self.renderer, patch_size=patch,
-                  **self.detector.drr_kwargs()).to(self.device)
+        # DiffDRR builds its density on the host and moves the module, volume included, to the
+        # device: one "prepare" phase with the upload inside (drrkit/render/timing.py)
+        with phase("prepare", self.device):
+            drr = DRR(diffdrr_subject(ct, self.volume, field), renderer=self.renderer, patch_size=patch,
+                      **self.detector.drr_kwargs()).to(self.device)
         for start in range(0, len(poses), batch):
             part = poses[start:start + batch]
-            rot = torch.as_tensor(part.rotations, dtype=torch.float32, device=self.device)
-            xyz = torch.as_tensor(part.translations, dtype=torch.float32, device=self.device)
-            with torch.no_grad():
-                img = drr(rot, xyz, parameterization=PARAMETERIZATION, convention=CONVENTION)
-            yield start, img[:, 0].float().cpu().numpy()
+            with phase("march", self.device):
+                rot = torch.as_tensor(part.rotations, dtype=torch.float32, device=self.device)
+                xyz = torch.as_tensor(part.translations, dtype=torch.float32, device=self.device)
+                with torch.no_grad():
+                    img = drr(rot, xyz, parameterization=PARAMETERIZATION, convention=CONVENTION)
+                images = img[:, 0].float().cpu().numpy()
+            yield start, images
         del drr

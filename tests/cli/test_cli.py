@@ -110,3 +110,12 @@ def test_summary_suggests_workers_for_in_process_gpu_corpora():
     assert "--workers auto" not in summary("cpu", HINT_MIN_CTS)
     assert "--workers auto" not in summary("cuda", HINT_MIN_CTS - 1)
     assert "--workers auto" not in summary("cuda", HINT_MIN_CTS, {"workers": 8, "threads": 16, "scheduler": "local"})
+
+
+def test_summary_puts_render_parts_after_render():
+    from cli.render_view import phase_split
+
+    phases = {"load": 1.0, "render": 2.0, "write": 0.5, "render_wait": 0.25, "render_march": 1.5}
+    assert phase_split(phases) == "load 1.0s, render 2.0s (wait 0.2s, march 1.5s), write 0.5s"
+    assert phase_split({"load": 1.0, "render": 2.0}) == "load 1.0s, render 2.0s"
+    assert phase_split({}) == ""

