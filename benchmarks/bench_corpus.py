@@ -240,9 +240,8 @@ def drrkit_run(inputs: list[str], out: Path, workers: str, args, allocator: str 
 
 def per_ct(report: dict) -> dict[str, float]:
     """Mean seconds per done CT of each phase in a run report (drrkit/render/timing.py)."""
-    done = [r for r in report["results"] if r["status"] == "done"]
-    phases = dict.fromkeys(k for r in done for k in r["timings"])
-    return {k: sum(r["timings"].get(k, 0.0) for r in done) / len(done) for k in phases} if done else {}
+    done = sum(r["status"] == "done" for r in report["results"])  # failed CTs record no timings
+    return {k: v / done for k, v in report["phase_seconds"].items()} if done else {}
 
 
 def allocator_ratios(runs: list[dict]) -> dict:

@@ -6,6 +6,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.app import console, err_console
+from drrkit.render.timing import KEY_PREFIX
 
 HINT_MIN_CTS = 8  # CTs rendered in-process on CUDA above which --workers auto is suggested
 
@@ -52,10 +53,10 @@ def run_with_progress(job, cluster=None) -> int:
 def phase_split(phases: dict[str, float]) -> str:
     """'load 1.0s, render 2.0s (wait 0.1s, upload 0.2s, ...), write 0.3s': render's parts
     (render_* timings, drrkit/render/timing.py) in brackets after it."""
-    parts = {k.removeprefix("render_"): v for k, v in phases.items() if k.startswith("render_")}
+    parts = {k.removeprefix(KEY_PREFIX): v for k, v in phases.items() if k.startswith(KEY_PREFIX)}
     out = []
     for name, secs in phases.items():
-        if name.startswith("render_"):
+        if name.startswith(KEY_PREFIX):
             continue
         inner = ", ".join(f"{k} {v:.1f}s" for k, v in parts.items()) if name == "render" and parts else ""
         out.append(f"{name} {secs:.1f}s" + (f" ({inner})" if inner else ""))

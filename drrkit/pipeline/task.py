@@ -71,6 +71,6 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
     result.status, result.views = "done", len(poses)
     # "render" is the whole phase; render_wait/upload/prepare/march are where it went (render/timing.py)
     result.timings = {"load": t1 - t0, "render": t2 - t1, "write": t3 - t2,
-                      **{f"render_{name}": secs for name, secs in render_timing.take().items()}}
+                      **{render_timing.KEY_PREFIX + name: secs for name, secs in render_timing.take().items()}}
     result.finished = time.time()
     return result

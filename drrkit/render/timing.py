@@ -21,8 +21,16 @@ import time
 from contextlib import contextmanager
 
 PHASES = ("wait", "upload", "prepare", "march")
+# a phase's key among a task's timings (beside load/render/write): render_wait, render_upload, ...
+KEY_PREFIX = "render_"
 
-_local = threading.local()
+
+class _Clock(threading.local):
+    def __init__(self):
+        self.totals: dict[str, float] = {}
+
+
+_clock = _Clock()
 
 
 @contextmanager
@@ -36,21 +44,13 @@ def phase(name: str, device=None):
         yield
     finally:
         _synchronise(device)
-        totals = _totals()
-        totals[name] = totals.get(name, 0.0) + time.perf_counter() - t0
+        _clock.totals[name] = _clock.totals.get(name, 0.0) + time.perf_counter() - t0
 
 
 def take() -> dict[str, float]:
     """This thread's totals since the last `take()`, then reset to none."""
-    totals = _totals()
-    _local.totals = {}
+    totals, _clock.totals = _clock.totals, {}
     return totals
-
-
-def _totals() -> dict[str, float]:
-    if not hasattr(_local, "totals"):
-        _local.totals = {}
-    return _local.totals
 
 
 def _synchronise(device) -> None:
