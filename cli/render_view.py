@@ -45,7 +45,12 @@ def run_with_progress(job, cluster=None) -> int:
             failed = f"{state['failed']} failed" if state["failed"] else ""
             progress.update(task, advance=1, views=state["views"], rate=rate, failed=failed)
 
-        report = render_corpus(job, on_result=on_result, on_start=on_start, cluster=cluster)
+        try:
+            report = render_corpus(job, on_result=on_result, on_start=on_start, cluster=cluster)
+        except BaseException:
+            if progress.tasks[task].total is None:  # refused before any CT was queued: no empty bar
+                progress.update(task, visible=False)
+            raise
     print_summary(report)
     return report.exit_code
 

@@ -19,6 +19,7 @@ from drrkit.render import intensity
 from drrkit.render.masks import BOX_FORMAT
 from drrkit.store import schema
 from drrkit.store.errors import StoreError, StoreMismatch
+from drrkit.store.mismatch import differences, same_source
 
 
 # DRR images: byte-shuffled LZ4 (Blosc). On the bundled CT's 61 views at 512² (64 MB float32,
@@ -118,8 +119,7 @@ def _same_cts(stored: list | None, wanted: list) -> bool:
     those are resolved against the current one (where a resumed run is started)."""
     if stored is None or len(stored) != len(wanted):
         return False
-    return all(a_id == b_id and (a_src == b_src or os.path.abspath(a_src) == os.path.abspath(b_src))
-               for (a_id, a_src), (b_id, b_src) in zip(stored, wanted))
+    return all(a_id == b_id and same_source(a_src, b_src) for (a_id, a_src), (b_id, b_src) in zip(stored, wanted))
 
 
 def _check_same(existing: dict, wanted: dict, path: Path) -> None:
@@ -127,9 +127,11 @@ def _check_same(existing: dict, wanted: dict, path: Path) -> None:
         same = _same_cts(existing.get(key), wanted[key]) if key == "ct_list" else existing.get(key) == wanted[key]
         if not same:
             what = {"ct_list": "set of CTs", "recipe": "recipe or geometry"}.get(key, key)
+            changed = "".join(f"\n  {line}" for line in differences(key, existing.get(key), wanted[key]))
             raise StoreMismatch(
-                f"{path}: this store was made with a different {what}; resuming into it would mix "
-                f"corpora. Use the same command to resume, another --out, or --overwrite to replace it.")
+                f"{path}: this store was made with a different {what} (store → this run):{changed}\n"
+                f"Resuming into it would mix corpora. Use the same command to resume, another --out, "
+                f"or --overwrite to replace it.")
 
 
 def _create(path: Path, recipe: Recipe, entries: list[CTEntry], identity: dict,

@@ -57,10 +57,12 @@ def test_reopen_resumes_and_mismatch_is_refused(tmp_path):
     again = make(tmp_path / "s.zarr")
     assert list(again.statuses()) == [DONE, PENDING]
     other = dict(RECIPE, poses=dict(RECIPE["poses"], translation={"y": 700}))
-    with pytest.raises(StoreMismatch, match="recipe"):
+    with pytest.raises(StoreMismatch, match="recipe") as refused:
         make(tmp_path / "s.zarr", recipe=Recipe.from_dict(other))
-    with pytest.raises(StoreMismatch, match="set of CTs"):
+    assert "recipe.poses.translation.y: 600 → 700" in str(refused.value)  # what changed, store → run
+    with pytest.raises(StoreMismatch, match="set of CTs") as refused:
         make(tmp_path / "s.zarr", entries=ENTRIES[:1])
+    assert "2 CTs in the store, 1 found now" in str(refused.value) and "missing here: b" in str(refused.value)
     fresh = make(tmp_path / "s.zarr", recipe=Recipe.from_dict(other), overwrite=True)
     assert list(fresh.statuses()) == [PENDING, PENDING]
 
