@@ -37,6 +37,11 @@ def inspect(
             ("detector", f'sdd {det["sdd"]} mm, pixel {det["delx"]}×{det["dely"]} mm'),
             ("intensity", f'{s["intensity"]} ({s["intensity_units"]})'), ("poses", s["pose_convention"]),
             ("CT status", ", ".join(f"{k}: {v}" for k, v in sorted(s["status_counts"].items())))]
+    if s["masks"] is not None:
+        m = s["masks"]
+        found = ", ".join(f"{ch} {k}/{m['rendered_cts']}" for ch, k in m["cts_with_structure"].items())
+        rows.append(("masks", f"{len(m['channels'])} channels (path > {m['threshold_mm']} mm); "
+                              f"CTs with the structure: {found}"))
     for key, value in rows:
         head.add_row(key, value)
     console.print(head)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from drrkit.store.reader import Corpus
+from drrkit.store.schema import DONE
 
 
 def summarize(corpus: Corpus) -> dict:
@@ -29,8 +31,20 @@ def summarize(corpus: Corpus) -> dict:
         "n_rows": len(corpus),
         "image_dtype": a["image_dtype"],
         "status_counts": dict(counts),
+        "masks": mask_summary(corpus, table),
         "cts": table,
     }
+
+
+def mask_summary(corpus: Corpus, table: list[dict]) -> dict | None:
+    """None for a store without masks; else its channels, threshold and, per channel, in how many
+    rendered CTs a structure matched it (an unmatched channel's masks are empty, its boxes NaN)."""
+    spec = corpus.attrs.get("masks")
+    if corpus.masks is None or not spec:
+        return None
+    matched = [json.loads(row["mask_structures"]) for row in table if row["status"] == DONE and row["mask_structures"]]
+    return {"channels": list(spec["channels"]), "threshold_mm": spec["threshold_mm"], "rendered_cts": len(matched),
+            "cts_with_structure": {ch: sum(bool(m.get(ch)) for m in matched) for ch in spec["channels"]}}
 
 
 def write_preview(corpus: Corpus, out: str | Path, max_cts: int = 6, views: int = 6) -> Path:

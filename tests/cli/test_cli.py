@@ -78,6 +78,24 @@ def test_phantoms_then_mixed_folder_exits_3(tmp_path):
     assert sorted(r["status"] for r in table) == ["done", "done", "failed"]
 
 
+def test_mask_store_inspect_export_and_a_refused_resume_that_names_the_change(tmp_path):
+    cts = tmp_path / "cts"
+    assert run("phantom", "--out", cts, "--n", "2", "--shape", "24", "--seed", "1").exit_code == 0
+    render = ("render", "--ct-dir", cts, "--poses", "chexgen", "--views", "2", "--device", "cpu", "--out", tmp_path / "m.zarr")
+    assert run(*render, "--height", "16").exit_code == 0
+    from drrkit.store.summary import summarize
+
+    masks = summarize(open_corpus(tmp_path / "m.zarr"))["masks"]
+    assert masks["rendered_cts"] == 2 and masks["cts_with_structure"]["lungs"] == 2
+    assert masks["cts_with_structure"]["aorta"] == 0  # the phantoms have no aorta label
+    assert "8 channels" in run("inspect", tmp_path / "m.zarr").output
+    exported = run("export", tmp_path / "m.zarr", "--out", tmp_path / "png")
+    assert exported.exit_code == 0 and "COCO" in exported.output
+    assert (tmp_path / "png" / "annotations.json").exists() and any((tmp_path / "png" / "masks").glob("*_lungs.png"))
+    refused = run(*render, "--height", "24")
+    assert refused.exit_code == 2 and "recipe.detector.height: 16 → 24" in refused.output.replace("\n", "")
+
+
 @pytest.mark.slow
 def test_done_when_xwin_64_all_61_views_match_plain_diffdrr(tmp_path):
     """The issue's acceptance command, verbatim, and a per-view parity check on every view."""

@@ -1,6 +1,7 @@
 """Sibling-system corpora: ChexGen masks/boxes, Xray2Xray transitions, X2CT-CLIP triplets, export."""
 
 import csv
+import json
 
 import numpy as np
 import pydicom
@@ -107,8 +108,8 @@ def test_x2ct_clip_triplets_carry_manifest_reports(phantoms, tmp_path):
 def test_export_png_and_dicom_round_trip(chexgen_store, tmp_path):
     c = chexgen_store
     raw = c.image(2)
-    n = export_store(c, tmp_path / "png", "png")
-    assert n == 4
+    done = export_store(c, tmp_path / "png", "png")
+    assert done.images == 4
     rows = list(csv.DictReader((tmp_path / "png" / "index.csv").open()))
     row = next(r for r in rows if int(r["row"]) == 2)
     png = np.asarray(Image.open(tmp_path / "png" / row["file"]), dtype=np.float64)
@@ -123,3 +124,36 @@ def test_export_png_and_dicom_round_trip(chexgen_store, tmp_path):
     np.testing.assert_allclose(block[0x02].value, c.poses([2]).translations[0])
     with pytest.raises(ValueError, match="unknown CT"):
         export_store(c, tmp_path / "x", "png", ["nope"])
+
+
+def test_export_writes_masks_and_coco_annotations_that_match_the_store(chexgen_store, tmp_path):
+    from drrkit.store.mask_export import rle_decode
+
+    c = chexgen_store
+    done = export_store(c, tmp_path / "png", "png")
+    coco = json.loads(done.annotations.read_text())
+    assert [cat["name"] for cat in coco["categories"]] == c.mask_channels
+    images = {im["id"]: im for im in coco["images"]}
+    rows = {r["file"]: int(r["row"]) for r in csv.DictReader((tmp_path / "png" / "index.csv").open())}
+    assert sorted(im["file_name"] for im in images.values()) == sorted(rows)
+    expected = sum(int(np.asarray(c.masks[r][k]).any()) for r in rows.values() for k in range(len(c.mask_channels)))
+    assert len(coco["annotations"]) == done.mask_files == expected > 0
+    for ann in coco["annotations"]:
+        image, k = images[ann["image_id"]], ann["category_id"] - 1
+        row = rows[image["file_name"]]
+        stored = np.asarray(c.masks[row][k]) != 0
+        np.testing.assert_array_equal(rle_decode(ann["segmentation"]["counts"], 48, 48), stored)
+        x0, y0, x1, y1 = np.asarray(c.bboxes[row][k])
+        assert ann["bbox"] == [x0, y0, x1 - x0, y1 - y0] and ann["area"] == int(stored.sum())
+        name = f'{image["file_name"][:-4]}_{c.mask_channels[k]}.png'
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "png" / "masks" / name)) == 255, stored)
+    assert len(list((tmp_path / "png" / "masks").glob("*.png"))) == done.mask_files
+    plain = export_store(c, tmp_path / "plain", "png", masks=False)
+    assert plain.annotations is None and not (tmp_path / "plain" / "masks").exists()
+
+
+def test_export_masks_of_a_store_without_masks_is_refused(phantoms, tmp_path):
+    _, corpus = render(load_recipe("xwin").with_height(16).with_views(2), tmp_path / "s.zarr", ct_dir=phantoms)
+    assert export_store(corpus, tmp_path / "a", "png").annotations is None
+    with pytest.raises(ValueError, match="has no masks"):
+        export_store(corpus, tmp_path / "b", "png", masks=True)
