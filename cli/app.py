@@ -45,9 +45,10 @@ render_cmd.register(app)
 inspect_cmd.register(app)
 phantom_cmd.register(app)
 
-from cli import export_cmd  # noqa: E402
+from cli import export_cmd, verify_cmd  # noqa: E402
 
 export_cmd.register(app)
+verify_cmd.register(app)
 
 from cli import evaluate_cmd, train_cmd  # noqa: E402
 

@@ -208,6 +208,19 @@ def load_ct(source: CTSource) -> CTVolume:
     return vol if vol.id == source.id else dataclasses.replace(vol, id=source.id)
 
 
+def load_recorded_ct(path: str | Path, ct_id: str) -> CTVolume:
+    """The CT a store names in cts/source: a NIfTI file, or under a folder the DICOM series with
+    this id (the folder's only series otherwise)."""
+    path = Path(path)
+    if path.is_file():
+        return read_nifti(path)
+    sources, _ = discover_cts(path)
+    match = [s for s in sources if s.id == ct_id] or sources
+    if len(match) != 1:
+        raise CTReadError(path, f"expected the DICOM series of CT {ct_id!r}, found {len(match)} series")
+    return load_ct(match[0])
+
+
 def load_ct_path(path: str | Path) -> CTVolume:
     """Read a single .nii/.nii.gz file or a folder holding exactly one DICOM CT series."""
     path = Path(path)

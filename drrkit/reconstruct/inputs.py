@@ -98,19 +98,12 @@ def _ct_index(path: Path, ids: list[str], ct_id: str | None) -> int:
 def load_source_ct(proj: Projections, ct_path: str | Path | None = None) -> CTVolume:
     """The CT the images were rendered from (cts/source, or a moved copy at `ct_path`), checked
     against the store's checksum so that the truth is the data that was rendered."""
-    from drrkit.ct import CTReadError, discover_cts, load_ct, read_nifti
+    from drrkit.ct import CTReadError
+    from drrkit.ct.discover import load_recorded_ct
 
     path = Path(ct_path or proj.source)
     try:
-        if path.is_file():
-            ct = read_nifti(path)
-        else:
-            sources, _ = discover_cts(path)
-            match = [s for s in sources if s.id == proj.ct_id] or sources
-            if len(match) != 1:
-                raise ReconstructError(f"{path}: expected the DICOM series of CT {proj.ct_id!r}, "
-                                       f"found {len(match)} series")
-            ct = load_ct(match[0])
+        ct = load_recorded_ct(path, proj.ct_id)
     except (CTReadError, OSError) as exc:
         raise ReconstructError(f"{proj.where}: cannot read the source CT {path} ({exc})") from exc
     if proj.checksum and not ct.matches_checksum(proj.checksum):

@@ -106,11 +106,14 @@ class Corpus:
     def mask_channels(self) -> list[str]:
         return list((self.attrs.get("masks") or {}).get("channels", []))
 
-    def rerender_with_diffdrr(self, rows, device: str = "cpu", ct_path: str | None = None) -> np.ndarray:
+    def rerender_with_diffdrr(self, rows, device: str = "cpu", ct_path: str | None = None,
+                              views_per_call: int | None = None, patch_size: int | None = None) -> np.ndarray:
         """Render stored rows of one CT again with plain DiffDRR, from the store's metadata alone
         (the CT file named in cts/source, unless `ct_path` points at a moved copy). For μ-based
         intensities DiffDRR's density is replaced by μ from the recorded coefficients and the
-        recorded transform applied; Poisson noise is not re-drawn (noise-free expectation)."""
+        recorded transform applied; Poisson noise is not re-drawn (noise-free expectation).
+        `views_per_call` and DiffDRR's own `patch_size` (rays per call ≈ patch_size²) bound memory:
+        Siddon on one 512² view of a 512×512×133 CT needs several GB at once (None: all in one)."""
         import torch
         from diffdrr.data import read
         from diffdrr.drr import DRR
@@ -125,14 +128,18 @@ class Corpus:
         if spec.kind != "density":
             mu = hu_to_mu(subject.volume.data[0].numpy(), spec.mu_water, spec.mu_bone, spec.hu_bone)
             subject.density.set_data(torch.from_numpy(mu)[None])
-        drr = DRR(subject, **self.attrs["detector"]).to(device)
+        drr = DRR(subject, **self.attrs["detector"], patch_size=patch_size).to(device)
         pose = self.poses(rows)
-        with torch.no_grad():
-            img = drr(torch.tensor(pose.rotations, dtype=torch.float32, device=device),
-                      torch.tensor(pose.translations, dtype=torch.float32, device=device),
-                      parameterization=self.attrs["pose_convention"]["parameterization"],
-                      convention=self.attrs["pose_convention"]["convention"])
-        line_integrals = img[:, 0].cpu().numpy()
+        step = views_per_call or len(pose.rotations)
+        parts = []
+        for start in range(0, len(pose.rotations), step):
+            with torch.no_grad():
+                img = drr(torch.tensor(pose.rotations[start:start + step], dtype=torch.float32, device=device),
+                          torch.tensor(pose.translations[start:start + step], dtype=torch.float32, device=device),
+                          parameterization=self.attrs["pose_convention"]["parameterization"],
+                          convention=self.attrs["pose_convention"]["convention"])
+            parts.append(img[:, 0].cpu().numpy())
+        line_integrals = np.concatenate(parts)
         if spec.kind in ("density", "mu"):
             return line_integrals
         return finish(replace(spec, photons=None), line_integrals, "")

@@ -1,5 +1,7 @@
 """The CLI through Typer's CliRunner: exit codes, the bundled-CT job, inspect, phantoms."""
 
+import json
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -94,6 +96,14 @@ def test_mask_store_inspect_export_and_a_refused_resume_that_names_the_change(tm
     assert (tmp_path / "png" / "annotations.json").exists() and any((tmp_path / "png" / "masks").glob("*_lungs.png"))
     refused = run(*render, "--height", "24")
     assert refused.exit_code == 2 and "recipe.detector.height: 16 → 24" in refused.output.replace("\n", "")
+    verified = run("verify", tmp_path / "m.zarr", "--rerender", "2", "--report", tmp_path / "v.json")
+    assert verified.exit_code == 0, verified.output
+    assert json.loads((tmp_path / "v.json").read_text())["ok"] is True
+    import zarr
+
+    zarr.open_group(str(tmp_path / "m.zarr"), mode="r+")["images"][0] = np.full((16, 16), np.nan, np.float32)
+    damaged = run("verify", tmp_path / "m.zarr", "--rerender", "0")
+    assert damaged.exit_code == 3 and "FAILED" in damaged.output
 
 
 @pytest.mark.slow
