@@ -29,8 +29,9 @@ from pathlib import Path
 import pydicom
 
 from drrkit.ct.dicom import DICOM_PARSE_ERRORS, read_dicom_series, series_folder, series_id
-from drrkit.ct.errors import CTReadError, NotCT, UnreadableFile
+from drrkit.ct.errors import CTReadError, HeaderConflict, NotCT, UnreadableFile
 from drrkit.ct.nifti import is_nifti_path, nifti_stem, read_nifti, safe_id
+from drrkit.ct.overrides import HeaderOverride
 from drrkit.ct.volume import CTVolume
 
 SKIP_EXTENSIONS = frozenset(
@@ -58,6 +59,7 @@ class CTSource:
     kind: str  # "nifti" | "dicom"
     files: tuple[str, ...]
     labels: str | None = None  # label map on this CT's grid (see drrkit.ct.labels), if any
+    override: HeaderOverride | None = None  # a manifest's header correction (drrkit/ct/overrides.py)
 
 
 def _walk(root: Path) -> list[Path]:
@@ -200,7 +202,10 @@ def discover_cts(root: str | Path) -> tuple[list[CTSource], list[CTReadError]]:
 def load_ct(source: CTSource) -> CTVolume:
     """Read a discovered source; the returned volume carries the source's (unique) id."""
     if source.kind == "nifti":
-        vol = read_nifti(source.files[0])
+        vol = read_nifti(source.files[0], source.override)
+    elif source.override is not None:
+        raise HeaderConflict(source.path, "manifest header corrections (rescale_slope, rescale_intercept, "
+                                          "spacing) apply to NIfTI files; a DICOM series is read from its own tags")
     elif source.kind == "dicom":
         vol = read_dicom_series([Path(f) for f in source.files])
     else:
@@ -208,17 +213,18 @@ def load_ct(source: CTSource) -> CTVolume:
     return vol if vol.id == source.id else dataclasses.replace(vol, id=source.id)
 
 
-def load_recorded_ct(path: str | Path, ct_id: str) -> CTVolume:
-    """The CT a store names in cts/source: a NIfTI file, or under a folder the DICOM series with
-    this id (the folder's only series otherwise)."""
+def load_recorded_ct(path: str | Path, ct_id: str, override: HeaderOverride | None = None) -> CTVolume:
+    """The CT a store names in cts/source: a NIfTI file (read with the store's recorded header
+    correction, if any), or under a folder the DICOM series with this id (the folder's only
+    series otherwise)."""
     path = Path(path)
     if path.is_file():
-        return read_nifti(path)
+        return read_nifti(path, override)
     sources, _ = discover_cts(path)
     match = [s for s in sources if s.id == ct_id] or sources
     if len(match) != 1:
         raise CTReadError(path, f"expected the DICOM series of CT {ct_id!r}, found {len(match)} series")
-    return load_ct(match[0])
+    return load_ct(dataclasses.replace(match[0], override=override))
 
 
 def load_ct_path(path: str | Path) -> CTVolume:

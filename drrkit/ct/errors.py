@@ -50,3 +50,16 @@ class NonFiniteValues(CTReadError):
     """The voxel data contains NaN or infinity."""
 
     kind = "non_finite"
+
+
+class HeaderConflict(CTReadError):
+    """A manifest header correction that cannot apply to this file (it scales its own voxels, or
+    it is a DICOM series, whose own tags are used)."""
+
+    kind = "header_conflict"
+
+
+class BadManifestRow(CTReadError):
+    """A manifest row whose values cannot be used (the reason names the CSV line and column)."""
+
+    kind = "bad_manifest_row"

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from drrkit.ct import CTReadError, CTSource, UnreadableFile, bundled_ct_path, discover_cts
+from drrkit.ct.errors import BadManifestRow
 from drrkit.ct.labels import bundled_label_map, find_label_map
 from drrkit.ct.nifti import is_nifti_path, nifti_stem, safe_id
+from drrkit.ct.overrides import OverrideError, parse_override
 from drrkit.store import CTEntry
 
 
@@ -64,8 +66,9 @@ def _plan_sources(ct_dir, manifest) -> Plan:
 
 def plan_manifest(path: Path) -> Plan:
     """CSV with a `path` column (NIfTI file or DICOM series folder, relative to the CSV), optional
-    `id`, optional `labels` (label map path), and any other columns, which are carried into the
-    store's per-CT table."""
+    `id`, optional `labels` (label map path), optional header corrections for NIfTI files
+    (`rescale_slope`, `rescale_intercept`, `spacing`: drrkit/ct/overrides.py), and any other
+    columns. Every column but path/id/labels is carried into the store's per-CT table."""
     try:
         with path.open(newline="") as fh:
             rows = list(csv.DictReader(fh))
@@ -74,26 +77,31 @@ def plan_manifest(path: Path) -> Plan:
     if not rows or "path" not in rows[0]:
         raise ValueError(f"--manifest {path}: needs a header with a 'path' column and at least one row")
     extra_cols = [c for c in rows[0] if c not in ("path", "id", "labels")]
-    items = [_manifest_item(path.parent, row) for row in rows]
+    items = [_manifest_item(path.parent, row, f"{path} line {line}") for line, row in enumerate(rows, start=2)]
     plan = _assemble(items)
     return Plan(plan.sources, plan.entries, plan.discovery_errors,
                 {col: [row.get(col) or "" for row in rows] for col in extra_cols})
 
 
-def _manifest_item(base: Path, row: dict) -> tuple:
+def _manifest_item(base: Path, row: dict, where: str) -> tuple:
     target = Path(row["path"])
     target = target if target.is_absolute() else base / target
     wanted_id = safe_id(row.get("id") or nifti_stem(target))
     labels = row.get("labels") or None
     if labels and not Path(labels).is_absolute():
         labels = str(base / labels)
+    try:
+        override = parse_override(row)
+    except OverrideError as exc:
+        return str(target), None, BadManifestRow(target, f"{where}: {exc}"), wanted_id
     if is_nifti_path(target) and target.is_file():
-        return str(target), CTSource(wanted_id, str(target), "nifti", (str(target),), labels), None, wanted_id
+        source = CTSource(wanted_id, str(target), "nifti", (str(target),), labels, override)
+        return str(target), source, None, wanted_id
     if target.is_dir():
         sources, errors = discover_cts(target)
         if len(sources) == 1 and not errors:
             s = sources[0]
-            return str(target), CTSource(wanted_id, s.path, s.kind, s.files, labels), None, wanted_id
+            return str(target), CTSource(wanted_id, s.path, s.kind, s.files, labels, override), None, wanted_id
         reason = errors[0] if errors else f"expected one CT series in the folder, found {len(sources)}"
         return str(target), None, UnreadableFile(target, str(reason)), wanted_id
     return str(target), None, UnreadableFile(target, "no such NIfTI file or DICOM folder"), wanted_id

@@ -36,6 +36,7 @@ class Projections:
     checksum: str
     bone_attenuation_multiplier: float
     where: str  # "<store>: CT '<id>'" for messages
+    override: object = None  # the manifest's header correction the CT was read with (ct/overrides.py)
 
     def describe(self) -> dict:
         return {"ct_id": self.ct_id, "ct_index": self.ct_index, "source": self.source, "views": len(self.images),
@@ -78,7 +79,8 @@ def load_projections(store: str | Path, ct_id: str | None = None) -> Projections
     return Projections(images=images, geometry=geometry, ct_grid=grid, ct_id=ids[index], ct_index=index,
                        source=str(source_path(str(cts["source"][index]), store)), kind=str(cts["kind"][index]),
                        checksum=str(cts["checksum"][index]),
-                       bone_attenuation_multiplier=float(volume["bone_attenuation_multiplier"]), where=where)
+                       bone_attenuation_multiplier=float(volume["bone_attenuation_multiplier"]), where=where,
+                       override=corpus.header_override(index))
 
 
 def _ct_index(path: Path, ids: list[str], ct_id: str | None) -> int:
@@ -103,7 +105,7 @@ def load_source_ct(proj: Projections, ct_path: str | Path | None = None) -> CTVo
 
     path = Path(ct_path or proj.source)
     try:
-        ct = load_recorded_ct(path, proj.ct_id)
+        ct = load_recorded_ct(path, proj.ct_id, proj.override)
     except (CTReadError, OSError) as exc:
         raise ReconstructError(f"{proj.where}: cannot read the source CT {path} ({exc})") from exc
     if proj.checksum and not ct.matches_checksum(proj.checksum):

@@ -78,6 +78,16 @@ class Corpus:
             raise KeyError(f"{self.path}: no CT with id {ct_id!r}")
         return ids.index(ct_id)
 
+    def header_override(self, ct_index: int):
+        """The manifest's header correction this CT was read with (cts/extra/rescale_slope,
+        rescale_intercept, spacing; drrkit/ct/overrides.py), or None."""
+        from drrkit.ct.overrides import COLUMNS, parse_override
+
+        extra = self.root["cts/extra"] if "cts/extra" in self.root else None
+        if extra is None:
+            return None
+        return parse_override({c: str(extra[c][ct_index]) for c in COLUMNS if c in extra})
+
     # --- per-row data ------------------------------------------------------------------------
     def poses(self, rows=slice(None)) -> PoseSet:
         return PoseSet(np.asarray(self.root["rotation"][rows]).reshape(-1, 3),
@@ -111,7 +121,9 @@ class Corpus:
         """Render stored rows of one CT again with plain DiffDRR, from the store's metadata alone
         (the CT file named in cts/source, unless `ct_path` points at a moved copy). For μ-based
         intensities DiffDRR's density is replaced by μ from the recorded coefficients and the
-        recorded transform applied; Poisson noise is not re-drawn (noise-free expectation).
+        recorded transform applied; Poisson noise is not re-drawn (noise-free expectation). A CT
+        read with a manifest header correction (cts/extra/rescale_*, spacing) is given to DiffDRR
+        as the corrected HU volume and affine, since its file's header does not describe it.
         `views_per_call` and DiffDRR's own `patch_size` (rays per call ≈ patch_size²) bound memory:
         Siddon on one 512² view of a 512×512×133 CT needs several GB at once (None: all in one)."""
         import torch
@@ -123,7 +135,17 @@ class Corpus:
         if len(ct_idx) != 1 or ct_idx[0] < 0:
             raise StoreError(f"{self.path}: rows must belong to one rendered CT, got CT indices {ct_idx}")
         source = ct_path or str(self.root["cts/source"][int(ct_idx[0])])
-        subject = read(source, **self.diffdrr_read_kwargs())
+        override = self.header_override(int(ct_idx[0]))
+        if override is None:
+            subject = read(source, **self.diffdrr_read_kwargs())
+        else:  # the file's header is wrong: DiffDRR gets the HU and affine the manifest corrected
+            from torchio import ScalarImage
+
+            from drrkit.ct.discover import load_recorded_ct
+
+            ct = load_recorded_ct(source, str(self.root["cts/id"][int(ct_idx[0])]), override)
+            image = ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(ct.hu))[None], affine=ct.affine)
+            subject = read(image, **self.diffdrr_read_kwargs())
         spec = self.recipe.intensity
         if spec.kind != "density":
             mu = hu_to_mu(subject.volume.data[0].numpy(), spec.mu_water, spec.mu_bone, spec.hu_bone)

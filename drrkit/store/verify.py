@@ -213,7 +213,7 @@ def _source_problems(corpus: Corpus, table: list[dict], cts: list[int]) -> list[
             problems.append(f"{row['id']}: source {path} not found")
             continue
         try:
-            ct = load_recorded_ct(path, row["id"])
+            ct = load_recorded_ct(path, row["id"], corpus.header_override(k))
         except (CTReadError, OSError) as exc:
             problems.append(f"{row['id']}: {exc}")
             continue

@@ -19,7 +19,7 @@ from drrkit.render import intensity
 from drrkit.render.masks import BOX_FORMAT
 from drrkit.store import schema
 from drrkit.store.errors import StoreError, StoreMismatch
-from drrkit.store.mismatch import differences, same_source
+from drrkit.store.mismatch import MAX_LINES, differences, same_source
 
 
 # DRR images: byte-shuffled LZ4 (Blosc). On the bundled CT's 61 views at 512² (64 MB float32,
@@ -76,6 +76,7 @@ def create_or_open(path: str | Path, recipe: Recipe, entries: list[CTEntry], *,
     if path.exists() and not overwrite:
         existing = _read_identity(path)
         _check_same(existing, identity, path)
+        _check_same_overrides(path, extras or {}, [e.id for e in entries])
         _remove_partial_writes(path)
         return CorpusWriter(path)
     if path.exists():
@@ -132,6 +133,25 @@ def _check_same(existing: dict, wanted: dict, path: Path) -> None:
                 f"{path}: this store was made with a different {what} (store → this run):{changed}\n"
                 f"Resuming into it would mix corpora. Use the same command to resume, another --out, "
                 f"or --overwrite to replace it.")
+
+
+def _check_same_overrides(path: Path, extras: dict[str, list[str]], ids: list[str]) -> None:
+    """A resumed run reads its CTs with the header corrections the store's CTs were read with."""
+    from drrkit.ct.overrides import COLUMNS
+
+    root = zarr.open_group(str(path), mode="r")
+    stored = root["cts/extra"] if "cts/extra" in root else {}
+    changed = []
+    for column in COLUMNS:
+        old = [str(v).strip() for v in stored[column][:]] if column in stored else [""] * len(ids)
+        new = [str(v or "").strip() for v in extras.get(column, [""] * len(ids))]
+        changed += [f"{column} of {ct}: {a!r} → {b!r}" for ct, a, b in zip(ids, old, new) if a != b]
+    if changed:
+        shown = "".join(f"\n  {line}" for line in changed[:MAX_LINES])
+        more = f"\n  and {len(changed) - MAX_LINES} more" if len(changed) > MAX_LINES else ""
+        raise StoreMismatch(f"{path}: this store's CTs were read with other header corrections (store → this "
+                            f"run):{shown}{more}\nResuming into it would mix corpora. Use the same manifest "
+                            f"to resume, another --out, or --overwrite to replace it.")
 
 
 def _create(path: Path, recipe: Recipe, entries: list[CTEntry], identity: dict,
