@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -83,15 +84,24 @@ def step_checkpoint(run: Path, step: int) -> Path:
 
 
 def save_checkpoint(run: Path, payload: dict, keep: int) -> Path:
-    """Write step-XXXXXXX.pt and last.pt atomically (temp file + rename); prune old step files."""
+    """Write step-XXXXXXX.pt and last.pt atomically (temp file + rename); prune old step files.
+    The payload is serialised once: the step file is a hard link to the same bytes (a copy where
+    the filesystem has no hard links), renamed into place like last.pt, so a crash never leaves a
+    truncated checkpoint under either name."""
     folder = checkpoint_dir(run)
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, **payload}
     tmp = folder / "last.pt.tmp"
     torch.save(payload, tmp)
-    step_file = step_path(run, payload["step"])
     if keep > 0:
-        torch.save(payload, step_file)
+        step_file = step_path(run, payload["step"])
+        step_tmp = step_file.with_name(step_file.name + ".tmp")
+        step_tmp.unlink(missing_ok=True)
+        try:
+            os.link(tmp, step_tmp)
+        except OSError:
+            shutil.copyfile(tmp, step_tmp)
+        os.replace(step_tmp, step_file)
     os.replace(tmp, folder / "last.pt")
     for old in step_checkpoints(run)[:-keep or None]:
         old.unlink()
