@@ -16,10 +16,9 @@ def inspect(
     store: Path = typer.Argument(..., help="A corpus store written by `drrkit render`."),
     preview: Optional[Path] = typer.Option(None, "--preview", help="Write a PNG contact sheet of a few views per CT."),
     max_cts: int = typer.Option(6, "--max-cts", help="CTs in the preview."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary (with the whole per-CT table) as JSON."),
 ) -> None:
     """Summarise a corpus store: recipe, geometry, intensity, per-CT status."""
-    from rich.table import Table
-
     from cli.app import console, usage_error
     from drrkit.store import StoreError, open_corpus
     from drrkit.store.summary import summarize, write_preview
@@ -29,6 +28,26 @@ def inspect(
     except StoreError as exc:
         usage_error(str(exc))
     s = summarize(corpus)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(s, indent=2))
+    else:
+        _print_tables(store, s)
+    if preview is not None:
+        try:
+            written = write_preview(corpus, preview, max_cts=max_cts)
+        except ValueError as exc:
+            usage_error(str(exc))
+        if not as_json:  # stdout stays one JSON document
+            console.print(f"preview: {written}")
+
+
+def _print_tables(store: Path, s: dict) -> None:
+    from rich.table import Table
+
+    from cli.app import console
+
     head = Table(title=str(store), show_header=False)
     det = s["detector"]
     rows = [("schema", f'v{s["schema_version"]} (drrkit {s["drrkit_version"]}, {s["created"]})'),
@@ -53,8 +72,3 @@ def inspect(
         spacing = "×".join(f"{v:.2f}" for v in row["spacing"]) if row["shape"][0] >= 0 else "-"
         cts.add_row(row["id"], row["status"], shape, spacing, row["error"].splitlines()[0] if row["error"] else "")
     console.print(cts)
-    if preview is not None:
-        try:
-            console.print(f"preview: {write_preview(corpus, preview, max_cts=max_cts)}")
-        except ValueError as exc:
-            usage_error(str(exc))

@@ -60,12 +60,14 @@ def export_store(corpus: Corpus, out: str | Path, fmt: str, ct_ids: list[str] | 
                                 {"description": f"drrkit export of {corpus.path}", "recipe": corpus.recipe.name,
                                  "box_format": "COCO [x, y, width, height] in pixels"})
     index_rows, mask_files = [], 0
+    extras = corpus.extra_columns()  # manifest columns (reports, labels...), as ct_<column>
     for ct_index, row in enumerate(table):
         if row["status"] != DONE or (wanted and row["id"] not in wanted):
             continue
         rows = corpus.ct_rows(ct_index)
+        carried = {f"ct_{name}": values[ct_index] for name, values in extras.items()}
         for r in range(rows.start, rows.stop):
-            index_rows.append(_write_one(corpus, out, fmt, row["id"], r))
+            index_rows.append({**_write_one(corpus, out, fmt, row["id"], r), **carried})
             if exporter is not None:
                 mask_files += exporter.add(index_rows[-1]["file"], row["id"], index_rows[-1]["view_index"],
                                            np.asarray(corpus.masks[r]), np.asarray(corpus.bboxes[r]))

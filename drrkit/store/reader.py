@@ -78,6 +78,13 @@ class Corpus:
             raise KeyError(f"{self.path}: no CT with id {ct_id!r}")
         return ids.index(ct_id)
 
+    def extra_columns(self) -> dict[str, list[str]]:
+        """The manifest columns carried into the store (cts/extra/<column>), one value per CT."""
+        extra = self.root["cts/extra"] if "cts/extra" in self.root else None
+        if extra is None:
+            return {}
+        return {name: [str(v) for v in extra[name][:]] for name in sorted(extra.array_keys())}
+
     def header_override(self, ct_index: int):
         """The manifest's header correction this CT was read with (cts/extra/rescale_slope,
         rescale_intercept, spacing; drrkit/ct/overrides.py), or None."""

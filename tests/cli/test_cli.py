@@ -91,6 +91,8 @@ def test_mask_store_inspect_export_and_a_refused_resume_that_names_the_change(tm
     assert masks["rendered_cts"] == 2 and masks["cts_with_structure"]["lungs"] == 2
     assert masks["cts_with_structure"]["aorta"] == 0  # the phantoms have no aorta label
     assert "8 channels" in run("inspect", tmp_path / "m.zarr").output
+    as_json = json.loads(run("inspect", tmp_path / "m.zarr", "--json").output)
+    assert as_json["masks"] == masks and [r["status"] for r in as_json["cts"]] == ["done", "done"]
     exported = run("export", tmp_path / "m.zarr", "--out", tmp_path / "png")
     assert exported.exit_code == 0 and "COCO" in exported.output
     assert (tmp_path / "png" / "annotations.json").exists() and any((tmp_path / "png" / "masks").glob("*_lungs.png"))

@@ -103,6 +103,10 @@ def test_x2ct_clip_triplets_carry_manifest_reports(phantoms, tmp_path):
     assert item["ct_id"] == "p1" and item["views"].shape == (2, 24, 24)
     assert item["report"] == "Nodule, left lower lobe." and item["fields"] == {"label_nodule": "1"}
     assert item["ct_path"].endswith("phantom_0001.nii.gz")
+    export_store(corpus, tmp_path / "png", "png")  # image files with their CT's report beside them
+    rows = list(csv.DictReader((tmp_path / "png" / "index.csv").open()))
+    assert len(rows) == 4 and {r["ct_report"] for r in rows if r["ct_id"] == "p1"} == {"Nodule, left lower lobe."}
+    assert {r["ct_label_nodule"] for r in rows} == {"1"}
 
 
 def test_export_png_and_dicom_round_trip(chexgen_store, tmp_path):
