@@ -4,10 +4,11 @@ A GPU corpus run is bounded by what each CT costs the host's cores (decode, tabl
 its images), not by the kernel: with C cores, C / (CPU-s per CT) CTs per second is a ceiling.
 This measures, per compressed CT and single-threaded (time.process_time, median over the CTs):
 
-  drrkit        drrkit.ct.read_nifti (float32 HU, the file's voxel order)
+  drrkit        drrkit.ct.read_nifti (the file's integers and rescale, or float32 HU; the file's
+                voxel order)
   nibabel       nib.load(path).get_fdata(dtype=float32): the standard call
   diffdrr-read  diffdrr.data.read(path): how the X-WIN release loads a CT (torchio + density)
-  table entry   CTVolume.checksum() + HU min/max (what drrkit records per CT)
+  table entry   CTVolume.checksum() + hu_range() (what drrkit records per CT)
   write         CorpusWriter.write_rows of the CT's views, when --store holds rendered images
 
 and the host work of one corpus task before rendering (read, checksum, HU range) the way a Dask
@@ -57,9 +58,10 @@ def _task_host_work(path: Path, variant: str) -> float:
     if variant == "before":
         np.isfinite(ct.hu).all()
         ct.matches_checksum(SHA256_PREFIX)  # computes the former 'sha256f:' checksum in full
+        float(np.min(ct.hu)), float(np.max(ct.hu))
     else:
         ct.checksum()
-    float(np.min(ct.hu)), float(np.max(ct.hu))
+        ct.hu_range()  # what render_ct records: from the stored integers, no float32 volume
     return time.thread_time() - t0
 
 
@@ -142,7 +144,7 @@ def main() -> None:
     for k, path in enumerate(paths):
         secs, ct = cpu_seconds(lambda: read_nifti(path))
         times["drrkit"].append(secs)
-        times["table entry"].append(cpu_seconds(lambda: (ct.checksum(), float(np.min(ct.hu)), float(np.max(ct.hu))))[0])
+        times["table entry"].append(cpu_seconds(lambda: (ct.checksum(), ct.hu_range()))[0])
         del ct
         times["nibabel"].append(cpu_seconds(lambda: nib.load(str(path)).get_fdata(dtype=np.float32))[0])
         times["diffdrr-read"].append(cpu_seconds(lambda: read(str(path), orientation="AP"))[0])

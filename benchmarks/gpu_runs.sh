@@ -73,7 +73,7 @@ final)  # fourth call: the phantom cohort, 1,000 steps of each run, evaluation, 
 corpus-procs)  # next GPU session (issue 3): several worker processes per GPU, faster NIfTI reads,
   # freed memory kept between CTs (each --workers value also with the allocator defaults it replaced).
   # Step limits add up to 530 s: one device call (600 s at most) with the wheel install.
-  step pytest-gpu 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/pipeline tests/render tests/store
+  step pytest-gpu 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/ct tests/pipeline tests/render tests/store
   # 64 distinct CTs, each rendered 4 times (256 CT tasks): start-up then weighs as in a real corpus.
   # --workers 8 (auto on 16 cores) and 1 (16 task threads: the read path no longer holds the GIL);
   # the JSON is rewritten after each run, so a step cut short keeps what finished.

@@ -14,7 +14,8 @@ Convention (exactly what `read_dicom_series` returns):
 * Slices are sorted by ascending projection of ImagePositionPatient onto n (file order and
   InstanceNumber are ignored, so series stored in reverse order read identically);
   slice_spacing is the median gap between consecutive projections.
-* Values are HU float32 = RescaleSlope * stored value + RescaleIntercept, per slice.
+* Values are HU float32 = RescaleSlope * stored value + RescaleIntercept (in float64), per slice;
+  a series whose slices share one rescale is held as its stored integers (`CTVolume.stored`).
 
 Nothing is repaired silently: unreadable files, non-CT modality, fewer than 3 slices, mixed
 orientation or in-plane geometry, uneven spacing / duplicate or sheared slice positions and
@@ -42,7 +43,8 @@ from drrkit.ct.errors import (
     UnevenSpacing,
     UnreadableFile,
 )
-from drrkit.ct.nifti import safe_id
+from drrkit.ct.nifti import finite_by_construction, safe_id
+from drrkit.ct.stored import StoredVoxels
 from drrkit.ct.volume import CTVolume
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -178,7 +180,8 @@ def _sort_and_space(folder: Path, datasets, normal: np.ndarray):
     return datasets, pos, step
 
 
-def _slice_hu(path: Path, ds: pydicom.Dataset, size: tuple[int, int]) -> tuple[np.ndarray, float, float]:
+def _slice_pixels(path: Path, ds: pydicom.Dataset, size: tuple[int, int]) -> tuple[np.ndarray, float, float]:
+    """A slice's stored values (rows, cols) and its rescale."""
     try:
         raw = ds.pixel_array
     except _PIXEL_ERRORS as exc:
@@ -191,8 +194,42 @@ def _slice_hu(path: Path, ds: pydicom.Dataset, size: tuple[int, int]) -> tuple[n
         raise NonFiniteValues(path, f"non-finite RescaleSlope {slope} / RescaleIntercept {inter}")
     if slope == 0:
         raise UnreadableFile(path, "RescaleSlope is 0")
-    hu = raw.astype(np.float64) * slope + inter
-    return hu.T.astype(np.float32), slope, inter
+    return raw, slope, inter
+
+
+def _slice_hu(values: np.ndarray, slope: float, inter: float) -> np.ndarray:
+    """float32 HU of one slice: RescaleSlope * stored value + RescaleIntercept, in float64."""
+    return (values.astype(np.float64) * slope + inter).astype(np.float32)
+
+
+def _voxels(datasets, size: tuple[int, int]) -> tuple[np.ndarray | None, StoredVoxels | None, list]:
+    """(float32 HU, None) or (None, stored voxels) of the sorted slices, and each slice's rescale.
+
+    Fortran order: each slice is one contiguous block, as in a NIfTI file (no strided writes, and
+    CTVolume.checksum hashes it in place). A series whose slices share one rescale (nearly all) is
+    kept as its stored integers (drrkit/ct/stored.py), with the same float64 rescale per voxel."""
+    values, rescales = None, []
+    for k, (path, ds) in enumerate(datasets):
+        raw, slope, inter = _slice_pixels(path, ds, size)
+        if values is None or raw.dtype != values.dtype:
+            kind = raw.dtype if values is None else np.result_type(values.dtype, raw.dtype)
+            grown = np.empty((size[1], size[0], len(datasets)), dtype=kind, order="F")
+            if values is not None:
+                grown[:, :, :k] = values[:, :, :k]
+            values = grown
+        values[:, :, k] = raw.T
+        rescales.append((slope, inter))
+    if len(set(rescales)) == 1:
+        slope, inter = rescales[0]
+        stored = StoredVoxels.of(values, slope, inter, np.float64)
+        if stored is not None and finite_by_construction(values.dtype, slope, inter):
+            return None, stored, rescales
+    hu = np.empty(values.shape, dtype=np.float32, order="F")
+    for k, ((path, _), (slope, inter)) in enumerate(zip(datasets, rescales)):
+        hu[:, :, k] = _slice_hu(values[:, :, k], slope, inter)
+        if not np.all(np.isfinite(hu[:, :, k])):
+            raise NonFiniteValues(path, "slice has NaN or infinite values after rescale")
+    return hu, None, rescales
 
 
 def _affine(iop: np.ndarray, spacing: np.ndarray, normal: np.ndarray, origin: np.ndarray, step: float):
@@ -226,15 +263,7 @@ def read_dicom_series(files: list[Path], series_uid: str | None = None) -> CTVol
     normal = np.cross(iop[:3], iop[3:])
     normal /= np.linalg.norm(normal)
     datasets, pos, step = _sort_and_space(folder, datasets, normal)
-    # Fortran order: each slice is one contiguous block, as in a NIfTI file (no strided writes,
-    # and CTVolume.checksum hashes it in place)
-    hu = np.empty((size[1], size[0], len(datasets)), dtype=np.float32, order="F")
-    rescale = set()
-    for k, (path, ds) in enumerate(datasets):
-        hu[:, :, k], slope, inter = _slice_hu(path, ds, size)
-        rescale.add((slope, inter))
-        if not np.all(np.isfinite(hu[:, :, k])):
-            raise NonFiniteValues(path, "slice has NaN or infinite values after rescale")
+    hu, stored, rescales = _voxels(datasets, size)
     first = datasets[0][1]
     meta = {
         "format": "dicom",
@@ -242,10 +271,10 @@ def read_dicom_series(files: list[Path], series_uid: str | None = None) -> CTVol
         "n_slices": len(datasets),
         "slice_spacing": step,
         "slice_thickness": float(first.SliceThickness) if first.get("SliceThickness") is not None else None,
-        "rescale": [list(sr) for sr in sorted(rescale)],
+        "rescale": [list(sr) for sr in sorted(set(rescales))],
         "rescale_defaulted": any(ds.get("RescaleSlope") is None or ds.get("RescaleIntercept") is None
                                  for _, ds in datasets),
         "files": [str(p) for p, _ in datasets],
     }
     return CTVolume(hu=hu, affine=_affine(iop, spacing, normal, pos[0], step), id=series_id(folder, uid),
-                    source=str(folder), meta=meta)
+                    source=str(folder), meta=meta, stored=stored)

@@ -210,7 +210,7 @@ def load_ct(source: CTSource) -> CTVolume:
         vol = read_dicom_series([Path(f) for f in source.files])
     else:
         raise CTReadError(source.path, f"unknown source kind {source.kind!r}")
-    return vol if vol.id == source.id else dataclasses.replace(vol, id=source.id)
+    return vol if vol.id == source.id else vol.with_id(source.id)
 
 
 def load_recorded_ct(path: str | Path, ct_id: str, override: HeaderOverride | None = None) -> CTVolume:

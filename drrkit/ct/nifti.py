@@ -2,9 +2,10 @@
 
 The voxel→world map is nibabel's best affine (`img.affine`: the sform if its code is set,
 else the qform, else nibabel's pixdim-only fallback), which is RAS+ millimetres by the
-NIfTI definition. Voxel values are returned as float32 with the header's scl_slope /
-scl_inter applied (they are taken to be Hounsfield units), in the file's memory order (Fortran:
-the first voxel axis varies fastest), which every consumer takes as it is.
+NIfTI definition. Voxel values are float32 with the header's scl_slope / scl_inter applied (they
+are taken to be Hounsfield units), in the file's memory order (Fortran: the first voxel axis varies
+fastest), which every consumer takes as it is. Integer files (most CTs) are held as their stored
+voxels plus that rescale (`CTVolume.stored`), and the float32 HU made when first needed.
 
 Nothing is repaired silently: a truncated or corrupt file, a 2D or 4D image, non-finite
 voxels or a singular affine each raise a typed `CTReadError` naming the file and the reason.
@@ -26,6 +27,7 @@ from nibabel.volumeutils import apply_read_scaling
 
 from drrkit.ct.errors import HeaderConflict, NonFiniteValues, Not3D, UnreadableFile
 from drrkit.ct.overrides import HeaderOverride
+from drrkit.ct.stored import StoredVoxels
 from drrkit.ct.volume import CTVolume
 
 # What nibabel, gzip and zlib raise for a missing, truncated or corrupt file. gzip.BadGzipFile
@@ -72,8 +74,9 @@ def _nifti_class(path: Path, raw: bytes) -> type[nib.Nifti1Image]:
     raise UnreadableFile(path, f"not a NIfTI-1/2 file (first bytes {raw[:4]!r}, {len(raw)} bytes decompressed)")
 
 
-def _load_image(path: Path, override: HeaderOverride | None = None) -> tuple[nib.Nifti1Image, np.ndarray]:
-    """Load header and the full voxel array (float32, scaled), mapping failures to UnreadableFile.
+def _load_image(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
+    """Load header and the full array of stored (unscaled) voxels, in the file's voxel order,
+    mapping failures to UnreadableFile.
 
     A .gz file is decompressed in full first (gzip checks its CRC and length), because nibabel
     only decompresses as many bytes as the header asks for: a file missing its gzip trailer or
@@ -86,19 +89,13 @@ def _load_image(path: Path, override: HeaderOverride | None = None) -> tuple[nib
             # parallel: 0.62 s vs 1.48 s); measured on the 2-core dev machine
             raw = gunzip(path.read_bytes())
             img = _nifti_class(path, raw).from_bytes(raw)
-            data = _scaled_voxels(path, img, raw, override)
-        else:
-            img = nib.load(str(path), mmap=False)
-            if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-                raise UnreadableFile(path, f"not a NIfTI image (nibabel read it as {type(img).__name__})")
-            data = np.asarray(img.get_fdata(dtype=np.float32, caching="unchanged"), dtype=np.float32)
-            if override is not None and override.rescales:
-                _check_unscaled(path, img.dataobj)
-                data = apply_read_scaling(data, *_factors(override.rescale_slope, override.rescale_intercept))
-                data = data.astype(np.float32, copy=False)
+            return img, _stored_voxels(path, img, raw)
+        img = nib.load(str(path), mmap=False)
+        if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+            raise UnreadableFile(path, f"not a NIfTI image (nibabel read it as {type(img).__name__})")
+        return img, np.asarray(img.dataobj.get_unscaled())
     except _READ_ERRORS as exc:
         raise UnreadableFile(path, f"cannot read NIfTI ({_error_name(exc)}: {exc})") from exc
-    return img, data
 
 
 def _check_unscaled(path: Path, proxy) -> None:
@@ -116,13 +113,9 @@ def _factors(slope, inter) -> tuple:
     return slope, inter
 
 
-def _scaled_voxels(path: Path, img: nib.Nifti1Image, raw: bytes, override: HeaderOverride | None = None) -> np.ndarray:
-    """float32 HU straight from the decompressed bytes, in the file's (Fortran) voxel order:
-    the values of nibabel's `get_fdata(dtype=float32)` (its own read-scaling, same float types)
-    without its intermediate copy of the raw voxels, and no C-order copy after it. For a
-    512x512x300 int16 CT on the 2-core dev machine: 0.04 s instead of 0.18 s for the scaling (in
-    memory already touched), and the transposing C-order copy that is gone took 1.7 s in a fresh
-    process (part of that is first touch of new memory)."""
+def _stored_voxels(path: Path, img: nib.Nifti1Image, raw: bytes) -> np.ndarray:
+    """The voxels straight from the decompressed bytes (no copy), in the file's (Fortran) voxel
+    order: nibabel's `get_unscaled()` without its intermediate copy."""
     proxy = img.dataobj
     count = int(np.prod(proxy.shape))
     end = int(proxy.offset) + count * proxy.dtype.itemsize
@@ -130,16 +123,33 @@ def _scaled_voxels(path: Path, img: nib.Nifti1Image, raw: bytes, override: Heade
         raise UnreadableFile(path, f"voxel data is truncated: the header asks for {end} bytes, "
                                    f"the file holds {len(raw)} after decompression")
     voxels = np.frombuffer(raw, dtype=proxy.dtype, count=count, offset=int(proxy.offset))
-    voxels = voxels.reshape(proxy.shape, order=proxy.order)
+    return voxels.reshape(proxy.shape, order=proxy.order)
+
+
+def _rescale(path: Path, img: nib.Nifti1Image, voxels: np.ndarray,
+             override: HeaderOverride | None) -> tuple[np.ndarray | None, StoredVoxels | None, tuple]:
+    """(float32 HU or None, stored voxels or None, (slope, inter)): HU exactly as nibabel's
+    `get_fdata(dtype=float32)` makes them (its read-scaling, in the same float types), held as the
+    integer voxels plus their rescale where the file stores integers (drrkit/ct/stored.py). Without
+    the C-order copy nibabel would add: for a 512x512x300 int16 CT on the 2-core dev machine that
+    transposing copy took 1.7 s in a fresh process."""
+    proxy = img.dataobj
     slope, inter = np.asarray(proxy.slope), np.asarray(proxy.inter)
     if override is not None and override.rescales:
         _check_unscaled(path, proxy)
         slope, inter = np.asarray(override.rescale_slope), np.asarray(override.rescale_intercept)
+    factors = _factors(slope, inter)
+    # the float type nibabel computes the rescale in (float32 for 8/16-bit integers and a header's
+    # float32 factors; the voxels' own type for float data with factors 1 and 0)
+    compute = apply_read_scaling(np.zeros(1, voxels.dtype), *factors).dtype
+    if compute.kind in "iu":
+        compute = np.dtype(np.float32)
+    stored = StoredVoxels.of(voxels, factors[0], factors[1], compute)
+    if stored is not None:
+        return None, stored, (slope, inter)
     if slope == 1 and inter == 0:
-        return voxels.astype(np.float32)
-    # scaled as nibabel does, in the smallest float type that holds the voxel range (float32 for
-    # 8/16-bit integers)
-    return apply_read_scaling(voxels, *_factors(slope, inter)).astype(np.float32, copy=False)
+        return voxels.astype(np.float32), None, (slope, inter)
+    return apply_read_scaling(voxels, *factors).astype(np.float32, copy=False), None, (slope, inter)
 
 
 def _as_3d(path: Path, data: np.ndarray) -> np.ndarray:
@@ -161,7 +171,7 @@ def _as_3d(path: Path, data: np.ndarray) -> np.ndarray:
     return data
 
 
-def _finite_by_construction(raw_dtype: np.dtype, slope, inter) -> bool:
+def finite_by_construction(raw_dtype: np.dtype, slope, inter) -> bool:
     """Whether every voxel is finite without looking: integer voxels (most CTs are int16) scaled by
     finite factors whose largest result still fits in float32. Saves a pass over the volume."""
     if np.dtype(raw_dtype).kind not in "iu":
@@ -201,15 +211,15 @@ def read_nifti(path: str | Path, override: HeaderOverride | None = None) -> CTVo
     NonFiniteValues (NaN / inf) or HeaderConflict (a rescale override on a self-scaling file).
     """
     path = Path(path)
-    img, data = _load_image(path, override)
-    data = _as_3d(path, data)
+    img, voxels = _load_image(path)
+    # nibabel moves scl_slope/scl_inter from the header into the array proxy on load.
+    data, stored, (slope, inter) = _rescale(path, img, _as_3d(path, voxels), override)
     header_affine = _checked_affine(path, img)
     affine = override.affine(header_affine) if override is not None else header_affine
-    # nibabel moves scl_slope/scl_inter from the header into the array proxy on load.
-    slope, inter = getattr(img.dataobj, "slope", None), getattr(img.dataobj, "inter", None)
-    if override is not None and override.rescales:
-        slope, inter = override.rescale_slope, override.rescale_intercept
-    if not _finite_by_construction(img.get_data_dtype(), slope, inter):
+    if not finite_by_construction(img.get_data_dtype(), slope, inter):
+        if stored is not None:  # integers whose rescale may overflow float32: look at the HU
+            with np.errstate(over="ignore"):  # an overflow is the error raised below
+                data, stored = stored.hu(), None
         bad = ~np.isfinite(data)
         if bad.any():
             raise NonFiniteValues(path, f"{int(bad.sum())} of {data.size} voxels are NaN or infinite")
@@ -223,10 +233,7 @@ def read_nifti(path: str | Path, override: HeaderOverride | None = None) -> CTVo
     if override is not None:
         meta["header_override"] = override.describe()
         meta["header_spacing"] = [float(v) for v in np.linalg.norm(header_affine[:3, :3], axis=0)]
-    return CTVolume(
-        hu=data,  # float32 in the file's voxel order (Fortran for NIfTI): no reordering copy
-        affine=affine,
-        id=safe_id(nifti_stem(path)),
-        source=str(path),
-        meta=meta,
-    )
+    # float32 HU, or the stored integers and their rescale, in the file's voxel order (Fortran for
+    # NIfTI): no reordering copy
+    return CTVolume(hu=data, affine=affine, id=safe_id(nifti_stem(path)), source=str(path), meta=meta,
+                    stored=stored)

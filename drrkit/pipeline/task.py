@@ -10,8 +10,6 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from drrkit.ct import CTReadError, CTSource, load_ct
 from drrkit.geometry.recipe import Recipe
 from drrkit.render import timing as render_timing
@@ -44,8 +42,9 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
     except CTReadError as exc:
         result.error_kind, result.error = exc.kind, str(exc)
         return result
+    hu_min, hu_max = ct.hu_range()  # from the stored integers where the file has them
     result.info = {"shape": list(ct.shape), "spacing": list(ct.spacing), "affine": ct.affine.tolist(),
-                   "hu_min": float(np.min(ct.hu)), "hu_max": float(np.max(ct.hu)),
+                   "hu_min": hu_min, "hu_max": hu_max,
                    "checksum": ct.checksum(), "labels": source.labels or ""}
     t1 = time.perf_counter()
     render_timing.take()  # this thread's clock from here on: this CT's render calls alone

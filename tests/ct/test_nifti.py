@@ -159,9 +159,9 @@ def test_integer_voxels_scaled_past_float32_are_non_finite(tmp_path, ctw):
     ("<i2", np.inf, 0.0, False), ("<i2", 1.0, np.nan, False), ("<f4", 1.0, 0.0, False),
 ])
 def test_finite_by_construction(dtype, slope, inter, skip):
-    from drrkit.ct.nifti import _finite_by_construction
+    from drrkit.ct.nifti import finite_by_construction
 
-    assert _finite_by_construction(np.dtype(dtype), slope, inter) is skip
+    assert finite_by_construction(np.dtype(dtype), slope, inter) is skip
 
 
 def test_singular_affine_is_unreadable(tmp_path, ctw):

@@ -100,9 +100,20 @@ def test_rays_are_diffdrrs(det, orientation):
 def test_density_is_diffdrrs():
     from diffdrr.data import transform_hu_to_density
 
-    hu = torch.as_tensor(tiny_ct().hu)
+    from drrkit.render import fast_backend
+
+    hu = torch.as_tensor(tiny_ct(shape=(24, 20, 70)).hu)  # 70 slices: three blocks of the air search
+    assert hu.shape[0] > 2 * fast_backend.AIR_BLOCK_SLICES or hu.shape[2] > 2 * fast_backend.AIR_BLOCK_SLICES
     for mult in (1.0, 1.7):
-        np.testing.assert_array_equal(hu_to_density(hu, mult).numpy(), transform_hu_to_density(hu, mult).numpy())
+        expected = transform_hu_to_density(hu, mult).numpy()
+        np.testing.assert_array_equal(hu_to_density(hu, mult).numpy(), expected)
+        mine = hu.clone()
+        np.testing.assert_array_equal(hu_to_density(mine, mult, inplace=True).numpy(), expected)
+        if mult == 1.0:  # in place: the caller's volume became the density
+            np.testing.assert_array_equal(mine.numpy(), expected)
+    hu = torch.as_tensor(np.asfortranarray(tiny_ct(shape=(24, 20, 70)).hu))  # Fortran: blocks along axis 2
+    np.testing.assert_array_equal(hu_to_density(hu.clone(), 1.0, inplace=True).numpy(),
+                                  transform_hu_to_density(hu, 1.0).numpy())
 
 
 def test_batches_and_chunks_do_not_change_images(tiny):
@@ -209,3 +220,50 @@ def test_cuda_matches_the_cpu_reference(bundled_128):
     tiny_ref = render_all(DiffDRRBackend(tiny_case[1], tiny_case[2]), tiny_case[0], poses_mixed())
     fast = FastBackend(tiny_case[1], tiny_case[2], device="cuda")
     assert_parity(render_all(fast, tiny_case[0], poses_mixed()), tiny_ref)
+
+
+def _stored_nifti_ct(tmp_path) -> CTVolume:
+    """tiny_ct written as an int16 NIfTI with a float rescale, read back (stored voxels)."""
+    from drrkit.ct import read_nifti
+
+    ct = tiny_ct(spacing=(1.2, 2.5, 3.5))
+    img = nib.Nifti1Image(np.round((ct.hu + 1024.0) / 0.5).astype(np.int16), ct.affine)
+    img.header.set_slope_inter(0.5, -1024.0)
+    nib.save(img, str(tmp_path / "ct.nii.gz"))
+    stored = read_nifti(tmp_path / "ct.nii.gz")
+    assert stored.stored is not None and stored.stored.device_uploadable()
+    return stored
+
+
+def _render_both_ways(ct: CTVolume, device: str, monkeypatch) -> tuple[np.ndarray, np.ndarray]:
+    """Images of `ct` uploaded as stored integers (rescaled on the device) and as float32 HU."""
+    from drrkit.render import fast_backend
+
+    det, vol, poses = XWIN_DET, VolumeSpec(), poses_mixed(n_random=2)
+    monkeypatch.setattr(fast_backend, "STORED_UPLOAD_DEVICES", ("cpu", "cuda"))
+    assert fast_backend._uploads_stored(ct, device)
+    via_stored = render_all(FastBackend(det, vol, device=device), ct, poses)
+    as_float = CTVolume(ct.hu.copy(), ct.affine, ct.id, ct.source)
+    assert not fast_backend._uploads_stored(as_float, device)
+    return via_stored, render_all(FastBackend(det, vol, device=device), as_float, poses)
+
+
+def test_stored_upload_renders_the_same_images(tmp_path, monkeypatch):
+    """A CT uploaded as its int16 values and rescaled by torch gives the float32 path's images bit
+    for bit (run on CPU here by allowing the upload there; on CUDA in the gpu test below)."""
+    from drrkit.render import fast_backend
+
+    ct = _stored_nifti_ct(tmp_path)
+    assert not fast_backend._uploads_stored(ct, "cpu")  # by default only GPUs take stored voxels
+    via_stored, as_float = _render_both_ways(ct, "cpu", monkeypatch)
+    np.testing.assert_array_equal(via_stored, as_float)
+
+
+@pytest.mark.gpu
+def test_stored_upload_renders_the_same_images_on_cuda(tmp_path, monkeypatch):
+    from drrkit.render import fast_backend
+
+    ct = _stored_nifti_ct(tmp_path)
+    assert fast_backend._uploads_stored(ct, "cuda")
+    via_stored, as_float = _render_both_ways(ct, "cuda", monkeypatch)
+    np.testing.assert_array_equal(via_stored, as_float)
