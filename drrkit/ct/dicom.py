@@ -185,7 +185,9 @@ def _slice_pixels(path: Path, ds: pydicom.Dataset, size: tuple[int, int]) -> tup
     try:
         raw = ds.pixel_array
     except _PIXEL_ERRORS as exc:
-        raise UnreadableFile(path, f"cannot decode pixel data ({type(exc).__name__}: {exc})") from exc
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        named = f" ({syntax.name})" if syntax is not None else ""
+        raise UnreadableFile(path, f"cannot decode pixel data{named}: {type(exc).__name__}: {exc}") from exc
     if raw.shape != size:
         raise UnreadableFile(path, f"pixel array shape {raw.shape} != (Rows, Columns) {size}")
     slope = float(ds.RescaleSlope) if ds.get("RescaleSlope") is not None else 1.0
