@@ -32,6 +32,7 @@ from drrkit.ct.dicom import DICOM_PARSE_ERRORS, read_dicom_series, series_folder
 from drrkit.ct.errors import CTReadError, HeaderConflict, NotCT, UnreadableFile
 from drrkit.ct.nifti import is_nifti_path, nifti_stem, read_nifti, safe_id
 from drrkit.ct.overrides import HeaderOverride
+from drrkit.ct.scan import scan_files
 from drrkit.ct.volume import CTVolume
 
 SKIP_EXTENSIONS = frozenset(
@@ -114,31 +115,29 @@ def _classify_dicom(path: Path, ds: pydicom.Dataset) -> str | None:
     return "other" if ds.get("Rows") is not None else None
 
 
-def _scan_file(path: Path, groups: dict, errors: list[CTReadError]) -> Path | None:
-    """Classify one file: returns it if NIfTI; adds DICOM files to `groups` or errors to `errors`."""
+def classify_file(path: Path) -> tuple:
+    """What discovery makes of one file: ("nifti",), ("dicom", class, series uid, modality) for a
+    DICOM image ('ct' or 'other'), ("error", CTReadError) or ("skip",). Runs in scan processes
+    (drrkit/ct/scan.py), so it reads only `path` and returns picklable values."""
     name = path.name.lower()
     if is_nifti_path(path):
-        return path
+        return ("nifti",)
     suffix = path.suffix.lower()
     if suffix in SKIP_EXTENSIONS or name == "dicomdir":
-        return None
+        return ("skip",)
     if suffix in UNSUPPORTED_VOLUME_EXTENSIONS:
-        errors.append(UnreadableFile(path, f"unsupported image format {suffix!r}; convert to NIfTI or DICOM"))
-        return None
+        return ("error", UnreadableFile(path, f"unsupported image format {suffix!r}; convert to NIfTI or DICOM"))
     try:
         ds = _probe(path)
         cls = None if ds is None else _classify_dicom(path, ds)
     except UnreadableFile as err:
-        errors.append(err)
-        return None
-    if cls is not None:
-        uid = str(ds.get("SeriesInstanceUID") or "")
-        if not uid:
-            errors.append(UnreadableFile(path, "DICOM image has no SeriesInstanceUID"))
-        else:
-            modality = str(ds.get("Modality") or "?")
-            groups[(cls, uid)].append((path, modality))
-    return None
+        return ("error", err)
+    if cls is None:
+        return ("skip",)
+    uid = str(ds.get("SeriesInstanceUID") or "")
+    if not uid:
+        return ("error", UnreadableFile(path, "DICOM image has no SeriesInstanceUID"))
+    return ("dicom", cls, uid, str(ds.get("Modality") or "?"))
 
 
 def _dicom_sources(groups: dict, errors: list[CTReadError]) -> list[CTSource]:
@@ -174,11 +173,12 @@ def _unique_ids(sources: list[CTSource]) -> list[CTSource]:
     return out
 
 
-def discover_cts(root: str | Path) -> tuple[list[CTSource], list[CTReadError]]:
+def discover_cts(root: str | Path, jobs: int | None = None) -> tuple[list[CTSource], list[CTReadError]]:
     """Find NIfTI files and DICOM CT series under `root` (recursively).
 
     Returns (sources sorted by path with unique ids, errors sorted by path). Never raises for a
-    bad input file; raises UnreadableFile only if `root` itself does not exist.
+    bad input file; raises UnreadableFile only if `root` itself does not exist. `jobs`: processes
+    that read the file headers (None: automatic, drrkit/ct/scan.py); the result does not depend on it.
     """
     root = Path(root)
     if not root.exists():
@@ -190,10 +190,14 @@ def discover_cts(root: str | Path) -> tuple[list[CTSource], list[CTReadError]]:
     groups: dict[tuple[str, str], list] = defaultdict(list)
     errors: list[CTReadError] = []
     sources = []
-    for path in files:
-        nifti = _scan_file(path, groups, errors)
-        if nifti is not None:
-            sources.append(CTSource(safe_id(nifti_stem(nifti)), str(nifti), "nifti", (str(nifti),)))
+    for path, outcome in zip(files, scan_files(files, jobs)):
+        if outcome[0] == "nifti":
+            sources.append(CTSource(safe_id(nifti_stem(path)), str(path), "nifti", (str(path),)))
+        elif outcome[0] == "dicom":
+            _, cls, uid, modality = outcome
+            groups[(cls, uid)].append((path, modality))
+        elif outcome[0] == "error":
+            errors.append(outcome[1])
     sources.extend(_dicom_sources(groups, errors))
     errors.sort(key=lambda e: (e.path, e.reason))
     return _unique_ids(sources), errors

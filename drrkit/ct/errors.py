@@ -15,6 +15,9 @@ class CTReadError(Exception):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):  # picklable across processes (parallel discovery): rebuilt from (path, reason)
+        return type(self), (self.path, self.reason)
+
 
 class UnreadableFile(CTReadError):
     """The file cannot be parsed at all (truncated, corrupt, wrong format)."""

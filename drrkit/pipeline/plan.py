@@ -11,6 +11,7 @@ from drrkit.ct.errors import BadManifestRow
 from drrkit.ct.labels import bundled_label_map, find_label_map
 from drrkit.ct.nifti import is_nifti_path, nifti_stem, safe_id
 from drrkit.ct.overrides import OverrideError, parse_override
+from drrkit.ct.scan import discover_folders
 from drrkit.store import CTEntry
 
 
@@ -32,9 +33,10 @@ def bundled_source() -> CTSource:
 
 
 def plan_corpus(ct_dir: str | Path | None = None, manifest: str | Path | None = None,
-                labels_dir: str | Path | None = None) -> Plan:
-    """The corpus's CTs in row order, each with its label map where one is found."""
-    plan = _plan_sources(ct_dir, manifest)
+                labels_dir: str | Path | None = None, scan_jobs: int | None = None) -> Plan:
+    """The corpus's CTs in row order, each with its label map where one is found. `scan_jobs`:
+    processes reading `ct_dir`'s file headers (None: automatic, drrkit/ct/scan.py)."""
+    plan = _plan_sources(ct_dir, manifest, scan_jobs)
     labels_dir = Path(labels_dir).absolute() if labels_dir is not None else None
     sources = [_with_labels(s, labels_dir) for s in plan.sources]
     return Plan(sources, plan.entries, plan.discovery_errors, plan.extras)
@@ -47,24 +49,24 @@ def _with_labels(source: CTSource | None, labels_dir) -> CTSource | None:
     return replace(source, labels=found) if found else source
 
 
-def _plan_sources(ct_dir, manifest) -> Plan:
+def _plan_sources(ct_dir, manifest, scan_jobs=None) -> Plan:
     if ct_dir is not None and manifest is not None:
         raise ValueError("give --ct-dir or --manifest, not both")
     # Absolute paths from here on: the store's cts/source must name the same file from any
     # working directory (a later evaluate or reconstruct --truth) and on any Dask worker.
     if manifest is not None:
-        return plan_manifest(Path(manifest).absolute())
+        return plan_manifest(Path(manifest).absolute(), scan_jobs)
     if ct_dir is None:
         return _assemble([(bundled_source().path, bundled_source(), None, None)])
     ct_dir = Path(ct_dir).absolute()
     if not ct_dir.is_dir():
         raise FileNotFoundError(f"--ct-dir {ct_dir}: no such directory")
-    sources, errors = discover_cts(ct_dir)
+    sources, errors = discover_cts(ct_dir, jobs=scan_jobs)
     items = [(s.path, s, None, None) for s in sources] + [(e.path, None, e, None) for e in errors]
     return _assemble(sorted(items, key=lambda item: item[0]))
 
 
-def plan_manifest(path: Path) -> Plan:
+def plan_manifest(path: Path, scan_jobs: int | None = None) -> Plan:
     """CSV with a `path` column (NIfTI file or DICOM series folder, relative to the CSV), optional
     `id`, optional `labels` (label map path), optional header corrections for NIfTI files
     (`rescale_slope`, `rescale_intercept`, `spacing`: drrkit/ct/overrides.py), and any other
@@ -77,15 +79,28 @@ def plan_manifest(path: Path) -> Plan:
     if not rows or "path" not in rows[0]:
         raise ValueError(f"--manifest {path}: needs a header with a 'path' column and at least one row")
     extra_cols = [c for c in rows[0] if c not in ("path", "id", "labels")]
-    items = [_manifest_item(path.parent, row, f"{path} line {line}") for line, row in enumerate(rows, start=2)]
+    folders = _dicom_folders(path.parent, rows, scan_jobs)
+    items = [_manifest_item(path.parent, row, f"{path} line {line}", folders)
+             for line, row in enumerate(rows, start=2)]
     plan = _assemble(items)
     return Plan(plan.sources, plan.entries, plan.discovery_errors,
                 {col: [row.get(col) or "" for row in rows] for col in extra_cols})
 
 
-def _manifest_item(base: Path, row: dict, where: str) -> tuple:
+def _row_target(base: Path, row: dict) -> Path:
     target = Path(row["path"])
-    target = target if target.is_absolute() else base / target
+    return target if target.is_absolute() else base / target
+
+
+def _dicom_folders(base: Path, rows: list[dict], scan_jobs) -> dict[Path, tuple]:
+    """(sources, errors) of every folder the manifest names, discovered in parallel processes
+    when there are many (drrkit/ct/scan.py)."""
+    folders = sorted({t for t in (_row_target(base, row) for row in rows) if t.is_dir()})
+    return dict(zip(folders, discover_folders(folders, scan_jobs)))
+
+
+def _manifest_item(base: Path, row: dict, where: str, folders: dict[Path, tuple]) -> tuple:
+    target = _row_target(base, row)
     wanted_id = safe_id(row.get("id") or nifti_stem(target))
     labels = row.get("labels") or None
     if labels and not Path(labels).is_absolute():
@@ -97,8 +112,8 @@ def _manifest_item(base: Path, row: dict, where: str) -> tuple:
     if is_nifti_path(target) and target.is_file():
         source = CTSource(wanted_id, str(target), "nifti", (str(target),), labels, override)
         return str(target), source, None, wanted_id
-    if target.is_dir():
-        sources, errors = discover_cts(target)
+    if target in folders:
+        sources, errors = folders[target]
         if len(sources) == 1 and not errors:
             s = sources[0]
             return str(target), CTSource(wanted_id, s.path, s.kind, s.files, labels, override), None, wanted_id

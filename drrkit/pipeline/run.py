@@ -37,6 +37,7 @@ class RenderJob:
     batch_size: int | None = None
     image_dtype: str = "float32"
     overwrite: bool = False
+    scan_jobs: int | None = None  # processes reading DICOM headers while planning (None: automatic)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class DryRun:
 
 
 def dry_run(job: RenderJob) -> DryRun:
-    plan = plan_corpus(job.ct_dir, job.manifest, job.labels_dir)
+    plan = plan_corpus(job.ct_dir, job.manifest, job.labels_dir, job.scan_jobs)
     det = job.recipe.detector
     views = job.recipe.views_per_ct()
     itemsize = np.dtype(job.image_dtype).itemsize
@@ -62,7 +63,7 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
                   cluster: ClusterSpec | None = None, task: Callable | None = None) -> RunReport:
     """Render every planned CT into `job.out`; resume when the store already holds some of them."""
     t0, started = time.perf_counter(), time.time()
-    plan = plan_corpus(job.ct_dir, job.manifest, job.labels_dir)
+    plan = plan_corpus(job.ct_dir, job.manifest, job.labels_dir, job.scan_jobs)
     renderer = None if cluster else _local_renderer(job)
     backend = renderer.describe() if renderer else {"backend": job.backend, "device": job.device}
     writer = create_or_open(job.out, job.recipe, plan.entries, image_dtype=job.image_dtype,

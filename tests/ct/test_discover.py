@@ -134,3 +134,75 @@ def test_ctsource_is_frozen():
     src = CTSource(id="x", path="/p", kind="nifti", files=("/p",))
     with pytest.raises(AttributeError):
         src.id = "y"  # type: ignore[misc]
+
+
+def _outcome(sources, errors):
+    return sources, [(type(e), e.kind, e.path, e.reason) for e in errors]
+
+
+@pytest.mark.timeout(120)
+def test_parallel_scan_gives_the_serial_result(dicomdir_tests, mixed_root, tmp_path, monkeypatch):
+    """Headers read by 2 spawned processes (chunks of 8 files): the same sources and errors, in the
+    same order, as one process; the tree mixes CT/MR/CR series, NIfTI, text and a corrupt file."""
+    import shutil
+
+    from drrkit.ct import scan
+
+    root = tmp_path / "both"
+    shutil.copytree(dicomdir_tests, root / "dicomdirtests")
+    shutil.copytree(mixed_root, root / "mixed")
+    monkeypatch.setattr(scan, "CHUNK_FILES", 8)
+    pools = []
+
+    class CountedPool(scan.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            pools.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(scan, "ProcessPoolExecutor", CountedPool)
+    serial = discover_cts(root, jobs=1)
+    assert len(list(root.rglob("*"))) > 2 * scan.CHUNK_FILES  # enough files for 2 processes
+    assert pools == []
+    parallel = discover_cts(root, jobs=2)
+    assert [args[0] for args in pools] == [2]  # the parallel run used a pool of 2
+    assert _outcome(*parallel) == _outcome(*serial)
+    assert len(serial[0]) == 6  # 4 + 2 CTs
+    assert sorted(e.kind for e in serial[1]) == ["not_ct"] * 10 + ["unreadable"]  # + the corrupt file
+
+
+def test_read_errors_survive_pickling():
+    """Scan processes hand their errors back pickled: kind, path and reason intact."""
+    import pickle
+
+    from drrkit.ct.errors import BadManifestRow
+
+    for err in (UnreadableFile("/d/x.dcm", "truncated"), NotCT("/d/s", "Modality is 'MR'"),
+                BadManifestRow("/m.csv", "line 3: spacing")):
+        back = pickle.loads(pickle.dumps(err))
+        assert (type(back), back.kind, back.path, back.reason, str(back)) == \
+               (type(err), err.kind, err.path, err.reason, str(err))
+
+
+def test_auto_scan_jobs_serial_for_small_folders():
+    from drrkit.ct.scan import PARALLEL_FILES, auto_scan_jobs
+
+    assert auto_scan_jobs(PARALLEL_FILES - 1) == 1
+    assert auto_scan_jobs(10 * PARALLEL_FILES) >= 1
+
+
+@pytest.mark.timeout(120)
+def test_manifest_folders_discovered_in_processes_as_in_one(dicomdir_tests, mixed_root, tmp_path):
+    """A manifest naming DICOM folders (good, non-CT, two series in one, missing) plans the same
+    corpus with its folders shared out to 2 processes as in this process."""
+    from drrkit.pipeline.plan import plan_manifest
+
+    series = sorted(p.parent for p in dicomdir_tests.rglob("*") if p.is_file() and p.parent != dicomdir_tests)
+    folders = sorted(set(series)) + [mixed_root / "patient7" / "series1", mixed_root / "patient7", tmp_path / "gone"]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,report\n" + "".join(f"{f},r{i}\n" for i, f in enumerate(folders)))
+    serial, parallel = plan_manifest(manifest, scan_jobs=1), plan_manifest(manifest, scan_jobs=2)
+    assert serial.entries == parallel.entries and serial.sources == parallel.sources
+    assert {i: str(e) for i, e in serial.discovery_errors.items()} == \
+           {i: str(e) for i, e in parallel.discovery_errors.items()}
+    assert len(serial.entries) == len(folders)
+    assert sum(s is not None for s in serial.sources) >= 2 and len(serial.discovery_errors) >= 3
