@@ -30,10 +30,12 @@ def run_with_progress(job, cluster=None) -> int:
                TextColumn("[red]{task.fields[failed]}"), TimeElapsedColumn(), TimeRemainingColumn())
     state = {"views": 0, "failed": 0, "render_s": 0.0}
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("CTs", total=None, views=0, rate="", failed="")
+        # discovery of a large DICOM corpus takes minutes: say so, and start the clock (views/s,
+        # ETA) only when the CTs are queued
+        task = progress.add_task("planning", total=None, views=0, rate="", failed="")
 
         def on_start(todo: int, skipped: int) -> None:
-            progress.update(task, total=todo)
+            progress.reset(task, total=todo, description="CTs")
             if skipped:
                 progress.console.print(f"resuming: {skipped} CT(s) already done in {job.out}")
 
