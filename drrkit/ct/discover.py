@@ -224,7 +224,9 @@ def load_recorded_ct(path: str | Path, ct_id: str, override: HeaderOverride | No
     path = Path(path)
     if path.is_file():
         return read_nifti(path, override)
-    sources, _ = discover_cts(path)
+    # one CT's folder, read where the caller runs (maybe a daemonic Dask or DataLoader worker,
+    # which may not start processes): scanned in this process
+    sources, _ = discover_cts(path, jobs=1)
     match = [s for s in sources if s.id == ct_id] or sources
     if len(match) != 1:
         raise CTReadError(path, f"expected the DICOM series of CT {ct_id!r}, found {len(match)} series")
@@ -240,7 +242,7 @@ def load_ct_path(path: str | Path) -> CTVolume:
         if is_nifti_path(path):
             return read_nifti(path)
         raise UnreadableFile(path, "expected a .nii/.nii.gz file or a folder holding one DICOM series")
-    sources, errors = discover_cts(path)
+    sources, errors = discover_cts(path, jobs=1)  # one CT's folder: in this process, as above
     if errors:
         raise errors[0]
     if len(sources) != 1 or sources[0].kind != "dicom":
