@@ -32,7 +32,7 @@ from drrkit.ct.dicom import DICOM_PARSE_ERRORS, read_dicom_series, series_folder
 from drrkit.ct.errors import CTReadError, HeaderConflict, NotCT, UnreadableFile
 from drrkit.ct.nifti import is_nifti_path, nifti_stem, read_nifti, safe_id
 from drrkit.ct.overrides import HeaderOverride
-from drrkit.ct.scan import scan_files
+from drrkit.ct.scan import map_folders, scan_files
 from drrkit.ct.volume import CTVolume
 
 SKIP_EXTENSIONS = frozenset(
@@ -179,6 +179,8 @@ def discover_cts(root: str | Path, jobs: int | None = None) -> tuple[list[CTSour
     Returns (sources sorted by path with unique ids, errors sorted by path). Never raises for a
     bad input file; raises UnreadableFile only if `root` itself does not exist. `jobs`: processes
     that read the file headers (None: automatic, drrkit/ct/scan.py); the result does not depend on it.
+    More than one process are spawned: a calling script needs an ``if __name__ == "__main__":``
+    guard, and code in daemonic workers (Dask, DataLoader) passes jobs=1 (drrkit/processes.py).
     """
     root = Path(root)
     if not root.exists():
@@ -190,7 +192,7 @@ def discover_cts(root: str | Path, jobs: int | None = None) -> tuple[list[CTSour
     groups: dict[tuple[str, str], list] = defaultdict(list)
     errors: list[CTReadError] = []
     sources = []
-    for path, outcome in zip(files, scan_files(files, jobs)):
+    for path, outcome in zip(files, scan_files(files, classify_file, jobs)):
         if outcome[0] == "nifti":
             sources.append(CTSource(safe_id(nifti_stem(path)), str(path), "nifti", (str(path),)))
         elif outcome[0] == "dicom":
@@ -201,6 +203,16 @@ def discover_cts(root: str | Path, jobs: int | None = None) -> tuple[list[CTSour
     sources.extend(_dicom_sources(groups, errors))
     errors.sort(key=lambda e: (e.path, e.reason))
     return _unique_ids(sources), errors
+
+
+def discover_folders(folders: list[Path], jobs: int | None = None) -> list[tuple]:
+    """`discover_cts(folder)` for each folder, in order (a manifest's DICOM rows), the folders
+    shared out to processes when there are many (drrkit/ct/scan.py). `jobs`: None = automatic."""
+    return map_folders(folders, _discover_in_this_process, jobs)
+
+
+def _discover_in_this_process(folder: Path) -> tuple:
+    return discover_cts(folder, jobs=1)
 
 
 def load_ct(source: CTSource) -> CTVolume:

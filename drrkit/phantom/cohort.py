@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nibabel as nib
@@ -14,6 +11,7 @@ import numpy as np
 
 from drrkit.phantom.anatomy import LABELS, PhantomSpec, sample_spec
 from drrkit.phantom.chest import make_phantom
+from drrkit.processes import cores, spawn_map
 
 CSV_NAME = "phantoms.csv"
 CSV_COLUMNS = [
@@ -67,7 +65,7 @@ PARALLEL_VOXELS = 1 << 24  # auto_jobs: smaller cohorts are written faster than 
 def auto_jobs(n: int, shape: int) -> int:
     """Processes for a cohort: one per core once it holds PARALLEL_VOXELS voxels (8 phantoms at
     128^3), else 1. A spawned process costs ~0.6 s to start; one 128^3 case ~0.15 s to write."""
-    return max(1, min(n, os.cpu_count() or 1)) if n * shape ** 3 >= PARALLEL_VOXELS else 1
+    return cores(n) if n * shape ** 3 >= PARALLEL_VOXELS else 1
 
 
 def write_cohort(out_dir, n: int, shape=64, seed: int = 0, nodule_prob: float = 0.5,
@@ -84,9 +82,8 @@ def write_cohort(out_dir, n: int, shape=64, seed: int = 0, nodule_prob: float = 
     jobs = max(1, min(int(jobs), n))
     if jobs == 1:
         rows = [_write_case(*case) for case in cases]
-    else:  # spawn: a caller's threads (torch, BLAS) make fork unsafe; start-up is ~0.6 s a process
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            rows = list(pool.map(_write_case, *zip(*cases), chunksize=max(1, n // (4 * jobs))))
+    else:  # spawned processes (drrkit/processes.py); start-up is ~0.6 s a process
+        rows = spawn_map(_write_case, *zip(*cases), jobs=jobs, chunksize=max(1, n // (4 * jobs)))
     _write_csv(out / CSV_NAME, rows, out)
     return rows
 

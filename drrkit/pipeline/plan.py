@@ -7,11 +7,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from drrkit.ct import CTReadError, CTSource, UnreadableFile, bundled_ct_path, discover_cts
+from drrkit.ct.discover import discover_folders
 from drrkit.ct.errors import BadManifestRow
 from drrkit.ct.labels import bundled_label_map, find_label_map
 from drrkit.ct.nifti import is_nifti_path, nifti_stem, safe_id
 from drrkit.ct.overrides import OverrideError, parse_override
-from drrkit.ct.scan import discover_folders
 from drrkit.store import CTEntry
 
 

@@ -146,6 +146,7 @@ def test_parallel_scan_gives_the_serial_result(dicomdir_tests, mixed_root, tmp_p
     same order, as one process; the tree mixes CT/MR/CR series, NIfTI, text and a corrupt file."""
     import shutil
 
+    from drrkit import processes
     from drrkit.ct import scan
 
     root = tmp_path / "both"
@@ -154,12 +155,12 @@ def test_parallel_scan_gives_the_serial_result(dicomdir_tests, mixed_root, tmp_p
     monkeypatch.setattr(scan, "CHUNK_FILES", 8)
     pools = []
 
-    class CountedPool(scan.ProcessPoolExecutor):
+    class CountedPool(processes.ProcessPoolExecutor):
         def __init__(self, *args, **kwargs):
             pools.append(args)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(scan, "ProcessPoolExecutor", CountedPool)
+    monkeypatch.setattr(processes, "ProcessPoolExecutor", CountedPool)
     serial = discover_cts(root, jobs=1)
     assert len(list(root.rglob("*"))) > 2 * scan.CHUNK_FILES  # enough files for 2 processes
     assert pools == []
