@@ -179,7 +179,7 @@ def discover_cts(root: str | Path, jobs: int | None = None) -> tuple[list[CTSour
     Returns (sources sorted by path with unique ids, errors sorted by path). Never raises for a
     bad input file; raises UnreadableFile only if `root` itself does not exist. `jobs`: processes
     that read the file headers (None: automatic, drrkit/ct/scan.py); the result does not depend on it.
-    More than one process are spawned: a calling script needs an ``if __name__ == "__main__":``
+    Scan processes are spawned: a calling script needs an ``if __name__ == "__main__":``
     guard, and code in daemonic workers (Dask, DataLoader) passes jobs=1 (drrkit/processes.py).
     """
     root = Path(root)
