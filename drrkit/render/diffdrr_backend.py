@@ -16,6 +16,7 @@ from drrkit.ct.volume import CTVolume
 from drrkit.geometry.detector import Detector
 from drrkit.geometry.poses import CONVENTION, PARAMETERIZATION, PoseSet
 from drrkit.geometry.recipe import VolumeSpec
+from drrkit.render.base import DensityUndefined
 from drrkit.render.memory import MEMORY_FRACTION, batch_size_for, free_bytes
 from drrkit.render.timing import phase
 
@@ -32,6 +33,11 @@ def diffdrr_subject(ct: CTVolume, volume: VolumeSpec, field: np.ndarray | None =
     from diffdrr.data import read
     from torchio import ScalarImage
 
+    if field is None:
+        above = ct.hu[ct.hu > -800]
+        if not (above.size and above.min() <= 350 and above.max() > above.min()):
+            raise DensityUndefined("CT has no voxel in (-800, 350] HU, or all its voxels above -800 HU hold one "
+                                   "value: DiffDRR's density is undefined or constant (0/0)")
     image = ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(ct.hu))[None],
                         affine=np.asarray(ct.affine, dtype=np.float64))
     subject = read(image, orientation=volume.orientation,

