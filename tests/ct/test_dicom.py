@@ -29,6 +29,7 @@ from drrkit.ct import (
     UnreadableFile,
     read_dicom_series,
 )
+from drrkit.ct.errors import MixedRescale
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -253,3 +254,77 @@ def test_copied_real_series_keeps_values(tmp_path, dicomdir_tests):
     a, b = read_dicom_series(_files(src)), read_dicom_series(_files(dst))
     assert a.checksum() == b.checksum()
     assert b.id.startswith("patient01_") and b.id.split("_")[-1] == a.id.split("_")[-1]
+
+
+# ---------------------------------------------------------------- header values the reader parses
+
+_PLACEHOLDER = "8642.975"  # a valid DS / IS-free number, replaced byte for byte by garbage below
+
+
+def _garble(path, keyword, garbage: bytes):
+    """Rewrite `keyword` of one slice file to the raw bytes `garbage` (len 8), which pydicom would
+    refuse to write: a valid placeholder is saved, then replaced in the file's bytes."""
+    ds = pydicom.dcmread(path)
+    setattr(ds, keyword, "86429753" if keyword == "NumberOfFrames" else _PLACEHOLDER)
+    ds.save_as(path)
+    raw = path.read_bytes()
+    placeholder = str(getattr(ds, keyword)).encode().ljust(8)
+    assert raw.count(placeholder) == 1 and len(garbage) == 8
+    path.write_bytes(raw.replace(placeholder, garbage))
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR", "ignore:Value .* is not valid for elements")
+@pytest.mark.parametrize("keyword", ["RescaleSlope", "RescaleIntercept", "SliceThickness", "NumberOfFrames"])
+@pytest.mark.parametrize("garbage", [b"abc     ", b"1.5\\2.5 "])
+def test_unparsable_numeric_tag_is_unreadable_naming_file_and_tag(tmp_path, ctw, keyword, garbage):
+    files = ctw.write_synthetic_series(tmp_path / "bad")
+    bad = files[0] if keyword == "SliceThickness" else files[2]  # the thickness is read from the first slice
+    _garble(bad, keyword, garbage)
+    with pytest.raises(UnreadableFile, match=keyword) as exc:
+        read_dicom_series(files)
+    assert exc.value.path == str(bad) and exc.value.kind == "unreadable"
+
+
+def test_empty_slice_thickness_is_unknown(tmp_path, ctw):
+    """SliceThickness is type 2 (may be present and empty): read as unknown, not an error."""
+    files = ctw.write_synthetic_series(tmp_path / "thin")
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.SliceThickness = ""
+        ds.save_as(path)
+    assert read_dicom_series(files).meta["slice_thickness"] is None
+
+
+def _drop(path, *keywords):
+    ds = pydicom.dcmread(path)
+    for keyword in keywords:
+        delattr(ds, keyword)
+    ds.save_as(path)
+
+
+def test_slice_without_rescale_in_rescaled_series_is_mixed_rescale(tmp_path, ctw):
+    files = ctw.write_synthetic_series(tmp_path / "mixed", slope=1.0, intercept=-1024.0)
+    _drop(files[3], "RescaleSlope", "RescaleIntercept")
+    with pytest.raises(MixedRescale) as exc:
+        read_dicom_series(files)
+    err = exc.value
+    assert err.kind == "mixed_rescale" and err.path == str(files[3])
+    assert files[0].name in err.reason and "RescaleSlope" in err.reason  # a file of each kind
+
+
+def test_slice_with_half_a_rescale_is_mixed_rescale(tmp_path, ctw):
+    files = ctw.write_synthetic_series(tmp_path / "half")
+    _drop(files[1], "RescaleIntercept")
+    with pytest.raises(MixedRescale, match="RescaleIntercept") as exc:
+        read_dicom_series(files)
+    assert exc.value.path == str(files[1])
+
+
+def test_series_without_any_rescale_reads_stored_values_and_says_so(tmp_path, ctw):
+    files = ctw.write_synthetic_series(tmp_path / "none")
+    for path in files:
+        _drop(path, "RescaleSlope", "RescaleIntercept")
+    vol = read_dicom_series(files)
+    assert vol.meta["rescale_defaulted"] is True and vol.meta["rescale"] == [[1.0, 0.0]]
+    np.testing.assert_array_equal(vol.hu[:, :, 0], ctw.synthetic_pixels(0).T.astype(np.float32))
+    assert read_dicom_series(ctw.write_synthetic_series(tmp_path / "all")).meta["rescale_defaulted"] is False

