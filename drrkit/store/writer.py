@@ -76,10 +76,11 @@ def create_or_open(path: str | Path, recipe: Recipe, entries: list[CTEntry], *,
     if path.exists() and not overwrite:
         existing = _read_identity(path)
         _check_same(existing, identity, path)
-        _check_same_overrides(path, extras or {}, [e.id for e in entries])
+        _check_same_extras(path, extras or {}, [e.id for e in entries])
         _remove_partial_writes(path)
         return CorpusWriter(path)
     if path.exists():
+        _check_replaceable(path)
         shutil.rmtree(path)
     _create(path, recipe, entries, identity, image_dtype, run_info or {})
     if extras:
@@ -87,14 +88,35 @@ def create_or_open(path: str | Path, recipe: Recipe, entries: list[CTEntry], *,
     return CorpusWriter(path)
 
 
+def extra_array_name(column: str) -> str:
+    """The array a manifest column is stored as (cts/extra/<name>): characters other than letters,
+    digits, '.', '_' and '-' become '_'. The manifest reader refuses names this cannot store."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in column)
+
+
 def _write_extras(path: Path, extras: dict[str, list[str]], n_cts: int) -> None:
     """Manifest columns (reports, labels...) as string arrays under cts/extra/<column>."""
     root = zarr.open_group(str(path), mode="r+")
     chunk = min(max(1, n_cts), schema.CT_TABLE_CHUNK)
     for column, values in extras.items():
-        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in column)
+        name = extra_array_name(column)
         arr = root.create_array(f"cts/extra/{name}", shape=(n_cts,), dtype=str, chunks=(chunk,), fill_value="")
         arr[:] = np.array([str(v) for v in values], dtype=object)
+
+
+def _check_replaceable(path: Path) -> None:
+    """--overwrite deletes a drrkit store (or an empty folder), nothing else: an --out that names
+    the CT folder, a home directory or a typo must never take the user's files with it."""
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    try:
+        _read_identity(path)
+    except StoreError:
+        held = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+        what = (f"it holds {', '.join(held[:3])}{', ...' if len(held) > 3 else ''}" if path.is_dir()
+                else "it is a file")
+        raise StoreError(f"{path}: --overwrite replaces a drrkit store, and this is not one ({what}); "
+                         f"nothing was deleted. Choose another --out, or remove it yourself") from None
 
 
 def _remove_partial_writes(path: Path) -> None:
@@ -108,9 +130,9 @@ def _read_identity(path: Path) -> dict:
         attrs = dict(zarr.open_group(str(path), mode="r").attrs)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         raise StoreError(f"{path}: exists but is not a drrkit corpus store ({exc}); "
-                         f"choose another --out or pass --overwrite") from exc
+                         f"choose another --out") from exc
     if schema.ATTRS_KEY not in attrs:
-        raise StoreError(f"{path}: exists but is not a drrkit corpus store; choose another --out or pass --overwrite")
+        raise StoreError(f"{path}: exists but is not a drrkit corpus store; choose another --out")
     return attrs[schema.ATTRS_KEY]
 
 
@@ -135,22 +157,43 @@ def _check_same(existing: dict, wanted: dict, path: Path) -> None:
                 f"or --overwrite to replace it.")
 
 
-def _check_same_overrides(path: Path, extras: dict[str, list[str]], ids: list[str]) -> None:
-    """A resumed run reads its CTs with the header corrections the store's CTs were read with."""
+def _check_same_extras(path: Path, extras: dict[str, list[str]], ids: list[str]) -> None:
+    """A resumed run reads its CTs with the header corrections the store's CTs were read with, and
+    carries the manifest columns the store holds: a column edited, added or dropped is refused
+    naming the column and CT (the store would keep its old values without a word)."""
     from drrkit.ct.overrides import COLUMNS
 
     root = zarr.open_group(str(path), mode="r")
-    stored = root["cts/extra"] if "cts/extra" in root else {}
+    group = root["cts/extra"] if "cts/extra" in root else None
+    old = {name: [str(v) for v in group[name][:]] for name in group.array_keys()} if group is not None else {}
+    new = {extra_array_name(c): ["" if v is None else str(v) for v in values] for c, values in extras.items()}
     changed = []
-    for column in COLUMNS:
-        old = [str(v).strip() for v in stored[column][:]] if column in stored else [""] * len(ids)
-        new = [str(v or "").strip() for v in extras.get(column, [""] * len(ids))]
-        changed += [f"{column} of {ct}: {a!r} → {b!r}" for ct, a, b in zip(ids, old, new) if a != b]
+    for column in COLUMNS:  # stores made before the corrections existed hold none: all empty
+        a, b = (old.get(column, [""] * len(ids)), new.get(column, [""] * len(ids)))
+        changed += _value_changes(column, ids, [v.strip() for v in a], [v.strip() for v in b])
+    _refuse_changes(path, changed, "this store's CTs were read with other header corrections",
+                    "Resuming into it would mix corpora.")
+    changed = []
+    for column in sorted((set(old) | set(new)) - set(COLUMNS)):
+        if column not in new:
+            changed.append(f"{column}: in the store, not in this run's manifest")
+        elif column not in old:
+            changed.append(f"{column}: not in the store, in this run's manifest")
+        else:
+            changed += _value_changes(column, ids, old[column], new[column])
+    _refuse_changes(path, changed, "this store holds other manifest columns or values",
+                    "A resumed run keeps the store's columns as they are, so they would not be this manifest's.")
+
+
+def _value_changes(column: str, ids: list[str], old: list[str], new: list[str]) -> list[str]:
+    return [f"{column} of {ct}: {a!r} → {b!r}" for ct, a, b in zip(ids, old, new) if a != b]
+
+
+def _refuse_changes(path: Path, changed: list[str], what: str, why: str) -> None:
     if changed:
         shown = "".join(f"\n  {line}" for line in changed[:MAX_LINES])
         more = f"\n  and {len(changed) - MAX_LINES} more" if len(changed) > MAX_LINES else ""
-        raise StoreMismatch(f"{path}: this store's CTs were read with other header corrections (store → this "
-                            f"run):{shown}{more}\nResuming into it would mix corpora. Use the same manifest "
+        raise StoreMismatch(f"{path}: {what} (store → this run):{shown}{more}\n{why} Use the same manifest "
                             f"to resume, another --out, or --overwrite to replace it.")
 
 
