@@ -4,7 +4,10 @@ Rules (see `discover_cts`):
 
 * ``*.nii`` / ``*.nii.gz`` files are NIfTI sources.
 * Any directory named ``labels`` (any depth, any case) is skipped entirely: label maps live there.
-  Hidden files and directories (name starting with ``.``) are skipped too.
+  Hidden files and directories (name starting with ``.``) are skipped too, and so are Zarr stores
+  (a directory named ``*.zarr`` or holding ``zarr.json``), so a store kept beside its CTs resumes.
+  Symlinked directories are followed (each real directory once); one that cannot be listed is
+  reported as UnreadableFile.
 * Files with an obviously non-image extension (.txt .csv .json .md .png .jpg .yaml ...) and
   files named DICOMDIR are ignored.
 * Every other file is probed as DICOM (header only). CT files are grouped by
@@ -47,6 +50,7 @@ CT_SOP_CLASSES = frozenset(
     {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2"}
 )
 LABELS_DIR = "labels"
+ZARR_METADATA = "zarr.json"  # a folder holding it is a Zarr store or group: skipped with all it holds
 _PROBE_TAGS = ["Modality", "SeriesInstanceUID", "SOPClassUID", "Rows"]
 _TEXT_CONTROL = frozenset(b"\t\n\r\f\b")
 
@@ -63,13 +67,25 @@ class CTSource:
     override: HeaderOverride | None = None  # a manifest's header correction (drrkit/ct/overrides.py)
 
 
-def _walk(root: Path) -> list[Path]:
-    """All files under root (sorted), skipping `labels` and hidden directories and hidden files."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d.casefold() != LABELS_DIR and not d.startswith("."))
+def _walk(root: Path) -> tuple[list[Path], list[CTReadError]]:
+    """All files under root (sorted), skipping `labels`, hidden and Zarr-store directories and
+    hidden files; symlinked directories are followed (each real directory once). A directory that
+    cannot be listed is an UnreadableFile error, never a silent gap in the corpus."""
+    found, errors, seen = [], [], set()
+
+    def unreadable(exc: OSError) -> None:
+        errors.append(UnreadableFile(exc.filename or root, f"cannot list this folder: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen or ZARR_METADATA in filenames:  # a link loop or repeat; a Zarr store (e.g. --out)
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if d.casefold() != LABELS_DIR and not d.startswith(".")
+                             and not d.casefold().endswith(".zarr"))
         found.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
-    return found
+    return found, errors
 
 
 def _dicomish(path: Path) -> bool:
@@ -185,12 +201,8 @@ def discover_cts(root: str | Path, jobs: int | None = None) -> tuple[list[CTSour
     root = Path(root)
     if not root.exists():
         raise UnreadableFile(root, "path does not exist")
-    if root.is_file():
-        files = [root]
-    else:
-        files = _walk(root)
+    files, errors = ([root], []) if root.is_file() else _walk(root)
     groups: dict[tuple[str, str], list] = defaultdict(list)
-    errors: list[CTReadError] = []
     sources = []
     for path, outcome in zip(files, scan_files(files, classify_file, jobs)):
         if outcome[0] == "nifti":

@@ -207,3 +207,45 @@ def test_manifest_folders_discovered_in_processes_as_in_one(dicomdir_tests, mixe
            {i: str(e) for i, e in parallel.discovery_errors.items()}
     assert len(serial.entries) == len(folders)
     assert sum(s is not None for s in serial.sources) >= 2 and len(serial.discovery_errors) >= 3
+
+
+def test_zarr_stores_are_skipped_and_linked_folders_followed_once(tmp_path, ctw):
+    """A store kept beside its CTs (its chunk files have no extension, like DICOM slices) is not
+    scanned; a symlinked folder is scanned, a link loop only once."""
+    root = tmp_path / "cts"
+    root.mkdir()
+    ctw.write_nifti(root / "a.nii.gz", DATA, np.eye(4))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ctw.write_nifti(elsewhere / "b.nii.gz", DATA, np.eye(4))
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "loop").symlink_to(root, target_is_directory=True)
+    for store in (root / "drr.zarr", root / "plain_store"):
+        (store / "images" / "c" / "0").mkdir(parents=True)
+        (store / "zarr.json").write_text("{}")
+        (store / "images" / "c" / "0" / "0").write_bytes(b"\x01\x02" * 40)
+    (root / "drr.zarr" / "zarr.json").unlink()  # named *.zarr is enough
+    sources, errors = discover_cts(root, jobs=1)
+    assert sorted(s.id for s in sources) == ["a", "b"] and errors == []
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_not_a_gap(tmp_path, ctw, monkeypatch):
+    import os
+
+    root = tmp_path / "cts"
+    locked = root / "locked"
+    locked.mkdir(parents=True)
+    ctw.write_nifti(root / "a.nii.gz", DATA, np.eye(4))
+    ctw.write_nifti(locked / "b.nii.gz", DATA, np.eye(4))
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)  # what chmod 000 does to a non-root user
+    sources, errors = discover_cts(root, jobs=1)
+    assert [s.id for s in sources] == ["a"]
+    assert [(type(e), e.path) for e in errors] == [(UnreadableFile, str(locked))]
+    assert "cannot list this folder" in str(errors[0]) and "Permission denied" in str(errors[0])
