@@ -123,6 +123,24 @@ class Corpus:
     def mask_channels(self) -> list[str]:
         return list((self.attrs.get("masks") or {}).get("channels", []))
 
+    def _diffdrr_subject(self, source: str, ct_index: int):
+        """DiffDRR's subject for a stored CT: `diffdrr.data.read` of the file or series folder itself
+        (an independent reader: torchio/ITK), except where that would read something else: a
+        folder holding more than this one series (or stray slices), or a file whose header a
+        manifest corrected. Those get the HU and affine drrkit read, as a torchio image."""
+        import torch
+        from diffdrr.data import read
+        from torchio import ScalarImage
+
+        from drrkit.ct.discover import discover_cts, load_recorded_ct
+
+        override = self.header_override(ct_index)
+        if override is None and (Path(source).is_file() or _one_clean_series(discover_cts(source, jobs=1))):
+            return read(source, **self.diffdrr_read_kwargs())
+        ct = load_recorded_ct(source, str(self.root["cts/id"][ct_index]), override)
+        image = ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(ct.hu))[None], affine=ct.affine)
+        return read(image, **self.diffdrr_read_kwargs())
+
     def rerender_with_diffdrr(self, rows, device: str = "cpu", ct_path: str | None = None,
                               views_per_call: int | None = None, patch_size: int | None = None) -> np.ndarray:
         """Render stored rows of one CT again with plain DiffDRR, from the store's metadata alone
@@ -130,7 +148,9 @@ class Corpus:
         intensities DiffDRR's density is replaced by μ from the recorded coefficients and the
         recorded transform applied; Poisson noise is not re-drawn (noise-free expectation). A CT
         read with a manifest header correction (cts/extra/rescale_*, spacing) is given to DiffDRR
-        as the corrected HU volume and affine, since its file's header does not describe it.
+        as the corrected HU volume and affine, since its file's header does not describe it; so is
+        a DICOM series whose folder holds other series or stray slices (DiffDRR would read the
+        folder as one series).
         `views_per_call` and DiffDRR's own `patch_size` (rays per call ≈ patch_size²) bound memory:
         Siddon on one 512² view of a 512×512×133 CT needs several GB at once (None: all in one)."""
         import torch
@@ -142,17 +162,7 @@ class Corpus:
         if len(ct_idx) != 1 or ct_idx[0] < 0:
             raise StoreError(f"{self.path}: rows must belong to one rendered CT, got CT indices {ct_idx}")
         source = ct_path or str(self.root["cts/source"][int(ct_idx[0])])
-        override = self.header_override(int(ct_idx[0]))
-        if override is None:
-            subject = read(source, **self.diffdrr_read_kwargs())
-        else:  # the file's header is wrong: DiffDRR gets the HU and affine the manifest corrected
-            from torchio import ScalarImage
-
-            from drrkit.ct.discover import load_recorded_ct
-
-            ct = load_recorded_ct(source, str(self.root["cts/id"][int(ct_idx[0])]), override)
-            image = ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(ct.hu))[None], affine=ct.affine)
-            subject = read(image, **self.diffdrr_read_kwargs())
+        subject = self._diffdrr_subject(source, int(ct_idx[0]))
         spec = self.recipe.intensity
         if spec.kind != "density":
             mu = hu_to_mu(subject.volume.data[0].numpy(), spec.mu_water, spec.mu_bone, spec.hu_bone)
@@ -172,6 +182,11 @@ class Corpus:
         if spec.kind in ("density", "mu"):
             return line_integrals
         return finish(replace(spec, photons=None), line_integrals, "")
+
+
+def _one_clean_series(discovered) -> bool:
+    sources, errors = discovered
+    return len(sources) == 1 and not errors
 
 
 def _plain(value):

@@ -13,6 +13,8 @@ it. This checks the store against its own promises, without trusting the code th
   sources    (--checksums) each done CT's source file still holds the data that was rendered
   rerender   K random stored views rendered again by plain DiffDRR from the store's metadata
              alone; relative L1 difference at most RERENDER_TOLERANCE
+  mask rerender  (mask stores) the same views' structure masks by plain DiffDRR from the recorded
+             label map and structures (drrkit/store/mask_check.py)
 
 Metadata is read whole (a few bytes a row); images in CT blocks, optionally of a random sample
 of done CTs. Nothing here writes to the store.
@@ -28,6 +30,8 @@ import numpy as np
 
 from drrkit.store import schema
 from drrkit.store.errors import StoreError
+from drrkit.store.mask_check import (MASK_MISMATCH_PIXELS, MASK_MISMATCH_TOLERANCE, label_map_present,
+                                     mask_disagreement, masks_agree, rerender_masks_with_diffdrr)
 from drrkit.store.reader import Corpus, source_path
 
 # Relative L1 difference (sum |stored − DiffDRR| / sum |DiffDRR|) a re-render may show. Measured
@@ -54,7 +58,9 @@ class Check:
 class Verification:
     store: str
     checks: list[Check] = field(default_factory=list)
-    rerendered: list[dict] = field(default_factory=list)  # row, ct_id, view_index, rel_l1, rel_max
+    # row, ct_id, view_index, rel_l1, rel_max; mask stores: mask_disagreement (the worst channel's
+    # share of its pixels that differ from DiffDRR's, 0 within MASK_MISMATCH_PIXELS)
+    rerendered: list[dict] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -224,43 +230,87 @@ def _source_problems(corpus: Corpus, table: list[dict], cts: list[int]) -> list[
 
 def _rerender(corpus: Corpus, table: list[dict], done: list[int], n: int, device: str,
               rng: np.random.Generator, result: Verification) -> None:
-    """Re-render `n` random rows of done CTs with plain DiffDRR and compare."""
+    """Re-render `n` random rows of done CTs with plain DiffDRR and compare their images (unless
+    they carry Poisson noise) and, in a mask store, their masks."""
     if n <= 0 or not done:
         result.checks.append(Check("rerender", None, "not asked for" if n <= 0 else "no done CT to re-render"))
         return
-    spec = corpus.recipe.intensity
-    if spec.photons:
-        result.checks.append(Check("rerender", None, f"images carry Poisson noise (photons={spec.photons:g}); "
-                                                     "a re-render is the noise-free expectation"))
-        return
+    photons = corpus.recipe.intensity.photons
     rows = rng.choice(np.concatenate([np.arange(corpus.ct_rows(k).start, corpus.ct_rows(k).stop) for k in done]),
                       size=min(n, len(done) * corpus.views_per_ct), replace=False)
     det = corpus.detector
     patch = min(PATCH_SIZE, math.isqrt(det.height * det.width))  # DiffDRR needs patch² <= pixels
-    problems = []
+    problems, mask_problems = [], []
     for k in sorted({int(r) // corpus.views_per_ct for r in rows}):
         mine = sorted(int(r) for r in rows if int(r) // corpus.views_per_ct == k)
+        for r in mine:
+            result.rerendered.append({"row": r, "ct_id": table[k]["id"], "view_index": r - corpus.ct_rows(k).start})
         path = source_path(table[k]["source"], corpus.path)
         if not path.exists():
             problems.append(f"{table[k]['id']}: source {path} not found, cannot re-render")
             continue
-        try:
-            again = corpus.rerender_with_diffdrr(np.asarray(mine), device=device, ct_path=str(path),
-                                                 views_per_call=1, patch_size=patch)
-        except (RuntimeError, ValueError, OSError, StoreError) as exc:
-            problems.append(f"{table[k]['id']}: plain DiffDRR could not re-render it ({type(exc).__name__}: {exc})")
-            continue
-        for row, ref in zip(mine, again):
-            stored = corpus.image(row)
-            diff = np.abs(stored.astype(np.float64) - ref)
-            rel_l1 = float(diff.sum() / max(np.abs(ref).sum(), 1e-30))
-            rel_max = float(diff.max() / max(np.abs(ref).max(), 1e-30))
-            view = row - corpus.ct_rows(k).start
-            result.rerendered.append({"row": row, "ct_id": table[k]["id"], "view_index": view,
-                                      "rel_l1": rel_l1, "rel_max": rel_max})
-            if not rel_l1 <= RERENDER_TOLERANCE:
-                problems.append(f"{table[k]['id']} view {view}: relative L1 difference {rel_l1:.2e} "
-                                f"> {RERENDER_TOLERANCE:g}")
-    worst = max((r["rel_l1"] for r in result.rerendered), default=float("nan"))
-    result.add("rerender", problems, f"{len(result.rerendered)} views by plain DiffDRR, relative L1 ≤ {worst:.1e} "
-                                     f"(tolerance {RERENDER_TOLERANCE:g})")
+        if not photons:
+            problems += _rerender_images(corpus, table[k], mine, device, str(path), patch, result)
+        if corpus.masks is not None:
+            mask_problems += _rerender_masks(corpus, table[k], mine, device, str(path), patch, result)
+    if photons:
+        result.checks.append(Check("rerender", None, f"images carry Poisson noise (photons={photons:g}); "
+                                                     "a re-render is the noise-free expectation"))
+    else:
+        worst = max((r["rel_l1"] for r in result.rerendered if "rel_l1" in r), default=float("nan"))
+        result.add("rerender", problems, f"{sum('rel_l1' in r for r in result.rerendered)} views by plain DiffDRR, "
+                                         f"relative L1 ≤ {worst:.1e} (tolerance {RERENDER_TOLERANCE:g})")
+    if corpus.masks is not None:
+        shown = [r["mask_disagreement"] for r in result.rerendered if "mask_disagreement" in r]
+        result.add("mask rerender", mask_problems + (problems if photons else []),
+                   f"masks of {len(shown)} views by plain DiffDRR, pixels in disagreement ≤ "
+                   f"{max(shown, default=float('nan')):.1%} of the channel's "
+                   f"(tolerance {MASK_MISMATCH_TOLERANCE:.0%} or {MASK_MISMATCH_PIXELS} px)")
+
+
+def _rerender_images(corpus: Corpus, row: dict, rows: list[int], device: str, ct_path: str, patch: int,
+                     result: Verification) -> list[str]:
+    """Stored images of `rows` (one CT) against plain DiffDRR's; records rel_l1 and rel_max."""
+    try:
+        again = corpus.rerender_with_diffdrr(np.asarray(rows), device=device, ct_path=ct_path,
+                                             views_per_call=1, patch_size=patch)
+    except (RuntimeError, ValueError, OSError, StoreError) as exc:
+        return [f"{row['id']}: plain DiffDRR could not re-render it ({type(exc).__name__}: {exc})"]
+    problems = []
+    records = {r["row"]: r for r in result.rerendered}
+    for r, ref in zip(rows, again):
+        diff = np.abs(corpus.image(r).astype(np.float64) - ref)
+        rel_l1 = float(diff.sum() / max(np.abs(ref).sum(), 1e-30))
+        records[r].update(rel_l1=rel_l1, rel_max=float(diff.max() / max(np.abs(ref).max(), 1e-30)))
+        if not rel_l1 <= RERENDER_TOLERANCE:
+            problems.append(f"{row['id']} view {records[r]['view_index']}: relative L1 difference {rel_l1:.2e} "
+                            f"> {RERENDER_TOLERANCE:g}")
+    return problems
+
+
+def _rerender_masks(corpus: Corpus, row: dict, rows: list[int], device: str, ct_path: str, patch: int,
+                    result: Verification) -> list[str]:
+    """Stored masks of `rows` (one CT) against plain DiffDRR's; records each view's worst channel."""
+    from drrkit.ct import CTReadError
+    from drrkit.ct.labels import LabelMapError
+
+    if label_map_present(corpus, row) is None:
+        return [f"{row['id']}: label map {row.get('labels') or '(none recorded)'} not found, cannot re-render masks"]
+    try:
+        again = rerender_masks_with_diffdrr(corpus, np.asarray(rows), device=device, ct_path=ct_path,
+                                            patch_size=patch)
+    except (CTReadError, LabelMapError, RuntimeError, ValueError, OSError, KeyError) as exc:
+        return [f"{row['id']}: plain DiffDRR could not re-render its masks ({type(exc).__name__}: {exc})"]
+    problems = []
+    stored = np.asarray(corpus.masks[rows[0]:rows[-1] + 1])[np.asarray(rows) - rows[0]]
+    records = {r["row"]: r for r in result.rerendered}  # the images' entries for these rows
+    for v, r in enumerate(rows):
+        fractions = []
+        for c, channel in enumerate(corpus.mask_channels):
+            differ, union = mask_disagreement(stored[v, c], again[v, c])
+            fractions.append(differ / union if differ > MASK_MISMATCH_PIXELS else 0.0)  # beyond the floor
+            if not masks_agree(differ, union):
+                problems.append(f"{row['id']} view {records[r]['view_index']} "
+                                f"{channel}: {differ} of {union} mask pixels differ from plain DiffDRR's")
+        records[r]["mask_disagreement"] = max(fractions, default=0.0)
+    return problems

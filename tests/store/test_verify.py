@@ -10,6 +10,8 @@ from drrkit.geometry.recipe import load_recipe
 from drrkit.phantom import write_cohort
 from drrkit.pipeline import RenderJob, render_corpus
 from drrkit.store import open_corpus
+from drrkit.render.masks import boxes_from_masks
+from drrkit.store.mask_check import MASK_MISMATCH_TOLERANCE
 from drrkit.store.verify import RERENDER_TOLERANCE, verify_store
 
 ALL_VIEWS = 4  # 2 CTs x 2 views: every view re-rendered
@@ -40,10 +42,11 @@ def damaged(store, tmp_path):
 def test_an_honest_store_passes_every_check(store):
     result, by_name = checks(store, checksums=True)
     assert result.ok and [c.name for c in result.checks] == [
-        "layout", "table", "rows", "poses", "images", "boxes", "sources", "rerender"]
+        "layout", "table", "rows", "poses", "images", "boxes", "sources", "rerender", "mask rerender"]
     assert all(c.ok for c in result.checks), [(c.name, c.detail) for c in result.checks]
     assert len(result.rerendered) == ALL_VIEWS
     assert max(r["rel_l1"] for r in result.rerendered) < RERENDER_TOLERANCE / 2
+    assert max(r["mask_disagreement"] for r in result.rerendered) < MASK_MISMATCH_TOLERANCE / 2
     assert '"ok": true' in result.to_json()
 
 
@@ -100,6 +103,29 @@ def test_a_changed_or_missing_source_is_reported(store, tmp_path):
     assert by_name["sources"].ok is False
     assert "checksum differs" in by_name["sources"].detail and "not found" in by_name["sources"].detail
     assert by_name["rerender"].ok is False and "not found" in by_name["rerender"].detail
+
+
+def test_mirrored_masks_with_matching_boxes_fail_the_mask_rerender(store, tmp_path):
+    """Boxes are checked against the stored masks, so masks mirrored left-right with their boxes
+    recomputed pass that check; DiffDRR's own projection of the label map catches them."""
+    copy, root = damaged(store, tmp_path)
+    rows = slice(2, 4)  # the second CT
+    mirrored = np.asarray(root["masks"][rows])[..., ::-1]
+    root["masks"][rows] = mirrored
+    root["bboxes"][rows] = boxes_from_masks(mirrored != 0)
+    result, by_name = checks(copy)
+    assert not result.ok and by_name["boxes"].ok and by_name["rerender"].ok
+    assert by_name["mask rerender"].ok is False and "phantom_0001 view" in by_name["mask rerender"].detail
+    assert [r["row"] for r in result.rerendered if r["mask_disagreement"] > MASK_MISMATCH_TOLERANCE] == [2, 3]
+
+
+def test_a_missing_label_map_is_named_by_the_mask_rerender(store, tmp_path):
+    copy, root = damaged(store, tmp_path)
+    labels = [str(v) for v in root["cts/labels"][:]]
+    root["cts/labels"][0] = labels[0] + ".gone"
+    result, by_name = checks(copy)
+    assert by_name["mask rerender"].ok is False and "label map" in by_name["mask rerender"].detail
+    assert "not found" in by_name["mask rerender"].detail and by_name["rerender"].ok
 
 
 def test_a_missing_array_fails_the_layout_and_stops(store, tmp_path):
