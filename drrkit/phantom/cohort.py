@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 
 from drrkit.phantom.anatomy import LABELS, PhantomSpec, sample_spec
-from drrkit.phantom.chest import make_phantom
+from drrkit.phantom.chest import PARTIAL_VOLUME, make_phantom
 from drrkit.processes import cores, spawn_map
 
 CSV_NAME = "phantoms.csv"
@@ -69,7 +69,7 @@ def auto_jobs(n: int, shape: int) -> int:
 
 
 def write_cohort(out_dir, n: int, shape=64, seed: int = 0, nodule_prob: float = 0.5,
-                 prefix: str = "phantom", jobs: int = 1) -> list[dict]:
+                 prefix: str = "phantom", jobs: int = 1, partial_volume: int = PARTIAL_VOLUME) -> list[dict]:
     """Write n phantoms: out_dir/<id>.nii.gz (int16 HU, rounded), out_dir/labels/<id>.nii.gz
     (uint8 labels), out_dir/phantoms.csv.  Case k uses rng = default_rng([seed, k]) so it is the
     same whatever n, and whatever `jobs`: with jobs > 1 cases are written by that many spawned
@@ -78,7 +78,7 @@ def write_cohort(out_dir, n: int, shape=64, seed: int = 0, nodule_prob: float = 
     out = Path(out_dir).resolve()
     (out / "labels").mkdir(parents=True, exist_ok=True)
     write_structures_csv(out / "labels" / "structures.csv")
-    cases = [(out, f"{prefix}_{k:04d}", shape, seed, k, nodule_prob) for k in range(n)]
+    cases = [(out, f"{prefix}_{k:04d}", shape, seed, k, nodule_prob, partial_volume) for k in range(n)]
     jobs = max(1, min(int(jobs), n))
     if jobs == 1:
         rows = [_write_case(*case) for case in cases]
@@ -88,8 +88,8 @@ def write_cohort(out_dir, n: int, shape=64, seed: int = 0, nodule_prob: float = 
     return rows
 
 
-def _write_case(out: Path, cid: str, shape, seed: int, k: int, nodule_prob: float) -> dict:
-    vol, labels, truth = make_phantom(case_spec(seed, k, nodule_prob), shape, id=cid)
+def _write_case(out: Path, cid: str, shape, seed: int, k: int, nodule_prob: float, partial_volume: int) -> dict:
+    vol, labels, truth = make_phantom(case_spec(seed, k, nodule_prob), shape, id=cid, partial_volume=partial_volume)
     hu = np.clip(np.rint(vol.hu), -32768, 32767).astype(np.int16)
     path, label_path = out / f"{cid}.nii.gz", out / "labels" / f"{cid}.nii.gz"
     _save_nifti(path, hu, vol.affine)

@@ -209,8 +209,7 @@ def test_perfect_predictor_gives_back_the_fdk_of_the_store(size, store, truth_vi
     assert error(exact) < 1e-4  # angles, geometry, resolution and units all right
     assert abs(psnr(exact, truth) - psnr(native, truth)) < 0.5  # as good as the store's own FDK
     mass = error(_model_volume(store, perfect, "mass", tmp_path, "mass"))
-    frontal = error(_model_volume(store, perfect, "frontal", tmp_path, "frontal"))
-    assert mass < 0.05 and frontal > mass  # measured: 0.026 and 0.095 on this phantom
+    assert mass < 0.05  # measured 0.027 (32²) on this partial-volume phantom
 
     # the same check fails when angles or geometry are wrong
     assert error(_model_volume(store, PerfectViews(proj.images, yaw, size, sign=-1.0), "oracle", tmp_path,
