@@ -124,6 +124,9 @@ def _check_voxel_type(path: Path, img: nib.Nifti1Image) -> None:
     raise NotCT(path, f"voxel type {name} (NIfTI datatype {code}) is not a CT intensity")
 
 
+SPACING_RTOL = 1e-4  # sform column lengths vs pixdim: float32 header rounding is ~1e-7
+
+
 def _check_geometry(path: Path, img: nib.Nifti1Image, stored_header, override: HeaderOverride | None) -> None:
     """A voxel→patient orientation (a valid qform or sform code, as nibabel reads them) and a
     non-zero spacing as the file holds it (`stored_header`, before nibabel's repairs); a manifest
@@ -134,9 +137,19 @@ def _check_geometry(path: Path, img: nib.Nifti1Image, stored_header, override: H
         raise UnreadableFile(path, f"no orientation: qform_code and sform_code {told}, the voxel-to-patient "
                                    "mapping is unknown")
     pixdim = np.asarray(stored_header["pixdim"][1:4], dtype=np.float64)
-    if np.any(pixdim == 0) and (override is None or override.spacing is None):
+    if override is not None and override.spacing is not None:
+        return  # the manifest's spacing replaces both the header's
+    if np.any(pixdim == 0):
         raise UnreadableFile(path, f"zero voxel spacing in the header (pixdim[1..3] = {pixdim.tolist()}); "
                                    "give the spacing in a manifest `spacing` column")
+    if int(img.header["sform_code"]) > 0:
+        # nibabel takes the voxel size from the sform, ITK (so DiffDRR and verify) from pixdim
+        sform = np.linalg.norm(np.asarray(img.get_sform(), dtype=np.float64)[:3, :3], axis=0)
+        if not np.allclose(sform, np.abs(pixdim), rtol=SPACING_RTOL, atol=0):
+            raise UnreadableFile(path, f"ambiguous voxel size: the sform's axes are {np.round(sform, 4).tolist()} mm, "
+                                       f"pixdim[1..3] says {np.abs(pixdim).round(4).tolist()} mm (nibabel reads the "
+                                       "first, ITK and DiffDRR the second); fix the header or give a manifest "
+                                       "`spacing` column")
 
 
 def _check_unscaled(path: Path, proxy) -> None:
