@@ -91,6 +91,12 @@ def print_summary(report) -> None:
     console.print(f"store: {report.store}")
     if report.interrupted:
         err_console.print("[yellow]interrupted[/]: finished CTs are recorded; run the same command again to resume")
+    warned = [r for r in report.results if r.info and r.info.get("warnings")]
+    if warned:
+        err_console.print(f"[yellow]{len(warned)} CT(s) rendered with warnings[/] (also in the run report):")
+        for r in warned:
+            for line in r.info["warnings"]:
+                err_console.print(f"  {r.ct_id}: {line}", markup=False, soft_wrap=True, highlight=False)
     if report.failed:
         err_console.print(f"[bold red]{len(report.failed)} input(s) failed[/] (recorded in the store with their reasons):")
         for r in report.failed:

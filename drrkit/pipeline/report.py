@@ -89,7 +89,8 @@ class RunReport:
 def _info_summary(r: CTResult) -> dict:
     if not r.info:
         return {}
-    return {"shape": r.info["shape"], "spacing": r.info["spacing"]}
+    return {"shape": r.info["shape"], "spacing": r.info["spacing"],
+            **({"warnings": r.info["warnings"]} if r.info.get("warnings") else {})}
 
 
 def report_path(store: str | Path) -> Path:

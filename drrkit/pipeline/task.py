@@ -44,6 +44,9 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
         result.info = {"shape": list(ct.shape), "spacing": list(ct.spacing), "affine": ct.affine.tolist(),
                        "hu_min": hu_min, "hu_max": hu_max,
                        "checksum": ct.checksum(), "labels": source.labels or ""}
+        if ct.meta.get("rescale_defaulted"):  # rendered as asked, but the user should know
+            result.info["warnings"] = [f"{source.path}: no slice carries RescaleSlope/RescaleIntercept; "
+                                       "the stored values were read as HU (slope 1, intercept 0)"]
     except CTReadError as exc:
         result.error_kind, result.error = exc.kind, str(exc)
         return result

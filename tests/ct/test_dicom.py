@@ -328,3 +328,25 @@ def test_series_without_any_rescale_reads_stored_values_and_says_so(tmp_path, ct
     assert vol.meta["rescale_defaulted"] is True and vol.meta["rescale"] == [[1.0, 0.0]]
     np.testing.assert_array_equal(vol.hu[:, :, 0], ctw.synthetic_pixels(0).T.astype(np.float32))
     assert read_dicom_series(ctw.write_synthetic_series(tmp_path / "all")).meta["rescale_defaulted"] is False
+
+
+def test_a_series_read_as_stored_hu_is_rendered_with_a_warning_in_the_report(tmp_path, ctw):
+    """No slice carries a rescale: the values are taken as HU (as some exports store them), and the
+    run report says so for that CT rather than keeping it to the CT's in-memory metadata."""
+    import json
+
+    from drrkit.geometry.recipe import Recipe
+    from drrkit.pipeline import RenderJob, render_corpus
+    from drrkit.pipeline.report import report_path
+
+    files = ctw.write_synthetic_series(tmp_path / "cts" / "none")
+    for path in files:
+        _drop(path, "RescaleSlope", "RescaleIntercept")
+    recipe = Recipe.from_dict({"name": "mini", "detector": {"sdd": 1020, "height": 8, "width": 8, "delx": 4.0,
+                                                            "dely": 4.0},
+                               "poses": {"sampling": "grid", "rotation": {"z": {"start": 0, "stop": 0, "num": 1}},
+                                         "translation": {"y": 700}}})
+    report = render_corpus(RenderJob(recipe=recipe, out=tmp_path / "s.zarr", ct_dir=tmp_path / "cts", device="cpu"))
+    assert report.exit_code == 0
+    [row] = json.loads(report_path(tmp_path / "s.zarr").read_text())["results"]
+    assert row["status"] == "done" and "read as HU" in row["warnings"][0] and "none" in row["warnings"][0]
