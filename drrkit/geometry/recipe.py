@@ -22,7 +22,7 @@ import numpy as np
 
 from drrkit.config import ConfigError, build, load_yaml, to_dict
 from drrkit.geometry.detector import Detector
-from drrkit.geometry.poses import REORIENT, PoseSet
+from drrkit.geometry.poses import REORIENT, PoseSet, isocentre_depth, views_off_axis
 
 ROTATION_AXES = ("z", "x", "y")
 TRANSLATION_AXES = ("x", "y", "z")
@@ -149,6 +149,20 @@ class Recipe:
             return int(self.poses.n)
         sizes = [len(_grid_values(v)) for _, v in self.poses.components()]
         return int(np.prod(sizes))
+
+    def check_views(self, poses: PoseSet, ct_id: str) -> None:
+        """ValueError where a view's X-ray source does not face the volume across it (custom recipes:
+        `orientation: PA` with the AP recipes' +y translation puts the source behind the patient,
+        facing away), which DiffDRR renders without complaint as a line integral of no radiograph."""
+        bad = views_off_axis(poses, self.detector.sdd, self.volume.orientation)
+        if bad:
+            depth = isocentre_depth(poses[bad[:1]], self.detector.sdd, self.volume.orientation)[0]
+            source = poses[bad[:1]].source_positions(self.volume.orientation)[0].round(1).tolist()
+            raise ValueError(f"recipe {self.name!r}, CT {ct_id}: in {len(bad)} of {len(poses)} views (e.g. view "
+                             f"{bad[0]}) the volume centre is not between the X-ray source and the detector (it "
+                             f"sits at {depth:+.2f} of the source-detector distance; 0 = source, 1 = detector; "
+                             f"source at {source} mm with volume.orientation {self.volume.orientation}): check "
+                             "the sign of the translation for this orientation, or the sdd")
 
     def sample_poses(self, ct_id: str) -> PoseSet:
         """The poses of one CT: the grid, or seeded random draws keyed by the CT id."""

@@ -49,8 +49,16 @@ class DryRun:
     uncompressed_bytes: int
 
 
+def _check_views(job: RenderJob, plan) -> None:
+    """A recipe whose source faces away from the volume is refused before a store is made (the
+    first CT's poses: all of a grid recipe's; each CT's draws are checked again as it renders)."""
+    if plan.entries:
+        job.recipe.check_views(job.recipe.sample_poses(plan.entries[0].id), plan.entries[0].id)
+
+
 def dry_run(job: RenderJob) -> DryRun:
     plan = plan_corpus(job.ct_dir, job.manifest, job.labels_dir, job.scan_jobs)
+    _check_views(job, plan)
     det = job.recipe.detector
     views = job.recipe.views_per_ct()
     itemsize = np.dtype(job.image_dtype).itemsize
@@ -64,6 +72,7 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
     """Render every planned CT into `job.out`; resume when the store already holds some of them."""
     t0, started = time.perf_counter(), time.time()
     plan = plan_corpus(job.ct_dir, job.manifest, job.labels_dir, job.scan_jobs)
+    _check_views(job, plan)
     renderer = None if cluster else _local_renderer(job)
     backend = renderer.describe() if renderer else {"backend": job.backend, "device": job.device}
     writer = create_or_open(job.out, job.recipe, plan.entries, image_dtype=job.image_dtype,

@@ -56,6 +56,7 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
     render_timing.take()  # this thread's clock from here on: this CT's render calls alone
     try:
         poses = recipe.sample_poses(source.id)
+        recipe.check_views(poses, source.id)  # random draws of other CTs may stray too
         field_ = integrated_field(recipe.intensity, ct.hu)
         images = finish(recipe.intensity, render_all(renderer, ct, poses, field_), source.id)
         masks = boxes = None
