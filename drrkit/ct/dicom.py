@@ -171,6 +171,14 @@ def _check_consistent(folder: Path, datasets: list[tuple[Path, pydicom.Dataset]]
     return iop0, size0, sp0
 
 
+def _within(folder: Path, path) -> str:
+    """A slice's path relative to its series folder (the common parent of its files)."""
+    try:
+        return str(Path(path).relative_to(folder))
+    except ValueError:
+        return str(path)
+
+
 def _sort_and_space(folder: Path, datasets, normal: np.ndarray):
     """Sort slices along `normal`; return (sorted datasets, positions (N,3), slice spacing)."""
     pos = np.stack([_floats(p, ds, "ImagePositionPatient", 3) for p, ds in datasets])
@@ -180,8 +188,10 @@ def _sort_and_space(folder: Path, datasets, normal: np.ndarray):
     gaps = np.diff(proj)
     dup = np.flatnonzero(gaps < 1e-3)
     if dup.size:
-        a, b = datasets[dup[0]][0].name, datasets[dup[0] + 1][0].name
-        raise UnevenSpacing(folder, f"duplicate slice position {proj[dup[0]]:.4f} mm along the normal ({a}, {b})")
+        a, b = (_within(folder, datasets[k][0]) for k in (dup[0], dup[0] + 1))
+        copies = " (the series is in more than one folder: a copy?)" if Path(a).parent != Path(b).parent else ""
+        raise UnevenSpacing(folder, f"duplicate slice position {proj[dup[0]]:.4f} mm along the normal "
+                                    f"({a}, {b}){copies}")
     step = float(np.median(gaps))
     tol = max(0.01 * step, 0.01)
     bad = np.flatnonzero(np.abs(gaps - step) > tol)

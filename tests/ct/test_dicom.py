@@ -350,3 +350,15 @@ def test_a_series_read_as_stored_hu_is_rendered_with_a_warning_in_the_report(tmp
     assert report.exit_code == 0
     [row] = json.loads(report_path(tmp_path / "s.zarr").read_text())["results"]
     assert row["status"] == "done" and "read as HU" in row["warnings"][0] and "none" in row["warnings"][0]
+
+
+def test_a_series_copied_into_two_folders_names_both_copies(tmp_path, ctw):
+    """Two copies of one series (same SeriesInstanceUID) in sibling folders are one series to
+    DICOM; the duplicate positions are named with their folders, and the likely cause said."""
+    import shutil
+
+    first = ctw.write_synthetic_series(tmp_path / "study" / "a")
+    shutil.copytree(first[0].parent, tmp_path / "study" / "b")
+    files = sorted((tmp_path / "study").rglob("*.dcm"))
+    with pytest.raises(UnevenSpacing, match=r"\(a/IM0000.dcm, b/IM0000.dcm\) \(the series is in more than one folder"):
+        read_dicom_series(files)
