@@ -5,6 +5,7 @@ it. This checks the store against its own promises, without trusting the code th
 
   layout     arrays and their row counts as the schema says (masks only where the recipe has them)
   table      done CTs have a checksum, shape, spacing and a finite affine; failed CTs a reason
+  complete   no CT is still pending (an interrupted render leaves some: its command resumes)
   rows       each done CT's rows carry its ct_index and view indices 0..V-1
   poses      stored rotations/translations equal the recipe's poses for that CT (drawn again
              from the recorded recipe and the CT id), and `extrinsic` equals diffdrr.pose.convert
@@ -93,6 +94,10 @@ def verify_store(corpus: Corpus, *, image_cts: int | None = None, rerender: int 
     result.add("table", _table_problems(table), f"{len(done)} done, "
                f"{sum(r['status'] == schema.FAILED for r in table)} failed (each with its reason), "
                f"{sum(r['status'] == schema.PENDING for r in table)} pending")
+    pending = [r["id"] for r in table if r["status"] == schema.PENDING]
+    result.add("complete", [f"{len(pending)} CT(s) pending, e.g. {', '.join(pending[:3])}: never rendered, or the "
+                            "run was interrupted; the same drrkit render command finishes them"] if pending else [],
+               "every CT rendered or failed with its reason")
     result.add("rows", _row_problems(corpus, table, done), f"indices of {len(done)} done CTs")
     result.add("poses", _pose_problems(corpus, table, done),
                f"{len(done) * corpus.views_per_ct} poses as the recipe draws them; extrinsic = diffdrr convert")

@@ -42,7 +42,7 @@ def damaged(store, tmp_path):
 def test_an_honest_store_passes_every_check(store):
     result, by_name = checks(store, checksums=True)
     assert result.ok and [c.name for c in result.checks] == [
-        "layout", "table", "rows", "poses", "images", "boxes", "sources", "rerender", "mask rerender"]
+        "layout", "table", "complete", "rows", "poses", "images", "boxes", "sources", "rerender", "mask rerender"]
     assert all(c.ok for c in result.checks), [(c.name, c.detail) for c in result.checks]
     assert len(result.rerendered) == ALL_VIEWS
     assert max(r["rel_l1"] for r in result.rerendered) < RERENDER_TOLERANCE / 2
@@ -126,6 +126,16 @@ def test_a_missing_label_map_is_named_by_the_mask_rerender(store, tmp_path):
     result, by_name = checks(copy)
     assert by_name["mask rerender"].ok is False and "label map" in by_name["mask rerender"].detail
     assert "not found" in by_name["mask rerender"].detail and by_name["rerender"].ok
+
+
+def test_pending_cts_fail_the_completeness_check_only(store, tmp_path):
+    """An interrupted render leaves CTs pending: the store is consistent but not whole."""
+    copy, root = damaged(store, tmp_path)
+    root["cts/status"][1] = "pending"
+    result, by_name = checks(copy)
+    assert not result.ok and by_name["complete"].ok is False
+    assert "1 CT(s) pending, e.g. phantom_0001" in by_name["complete"].detail
+    assert by_name["table"].ok and by_name["rows"].ok
 
 
 def test_a_missing_array_fails_the_layout_and_stops(store, tmp_path):
