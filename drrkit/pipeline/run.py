@@ -19,6 +19,7 @@ from drrkit.geometry.recipe import Recipe
 from drrkit.pipeline.bookkeeping import StatusLog
 from drrkit.pipeline.cluster import ClusterSpec
 from drrkit.pipeline.plan import plan_corpus
+from drrkit.pipeline.removed import with_removed_failures
 from drrkit.pipeline.report import EXIT_INTERRUPTED, RunReport, report_path
 from drrkit.pipeline.task import CTResult, render_ct
 from drrkit.store import create_or_open
@@ -72,6 +73,8 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
     """Render every planned CT into `job.out`; resume when the store already holds some of them."""
     t0, started = time.perf_counter(), time.time()
     plan = plan_corpus(job.ct_dir, job.manifest, job.labels_dir, job.scan_jobs)
+    if not job.overwrite:  # failed inputs deleted since the store was made keep their rows
+        plan = with_removed_failures(job.out, plan)
     _check_views(job, plan)
     renderer = None if cluster else _local_renderer(job)
     backend = renderer.describe() if renderer else {"backend": job.backend, "device": job.device}
