@@ -42,3 +42,15 @@ def test_readme_snippets_rerender_a_stored_image(xwin_store, monkeypatch):
     assert rel_l1 < 5e-3, rel_l1
     shifted = np.abs(np.roll(again, 1, axis=1) - stored).sum() / np.abs(stored).sum()
     assert shifted > 4 * rel_l1  # the comparison tells a wrong image apart
+
+
+def test_the_store_pins_diffdrr_s_projector_for_rerendering(xwin_store):
+    """`detector` holds DRR(...) keyword arguments including the projector and its voxel shift,
+    so a DiffDRR with other defaults still re-renders what the store holds."""
+    from drrkit.geometry.detector import Detector
+    from drrkit.store import open_corpus
+
+    corpus = open_corpus(xwin_store)
+    assert {k: corpus.attrs["detector"][k] for k in ("renderer", "voxel_shift")} == {"renderer": "siddon",
+                                                                                    "voxel_shift": 0.5}
+    assert isinstance(corpus.detector, Detector) and corpus.detector.height == 24

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,7 +59,8 @@ class Corpus:
 
     @property
     def detector(self) -> Detector:
-        return Detector(**self.attrs["detector"])
+        fields = {f.name for f in dataclasses.fields(Detector)}  # not the projector's own settings
+        return Detector(**{k: v for k, v in self.attrs["detector"].items() if k in fields})
 
     # --- per-CT table ----------------------------------------------------------------------
     def ct_table(self) -> list[dict]:

@@ -37,12 +37,17 @@ class CTEntry:
     kind: str
 
 
+REFERENCE_PROJECTOR = {"renderer": "siddon", "voxel_shift": 0.5}  # DiffDRR 0.6's defaults
+
+
 def corpus_attrs(recipe: Recipe, entries: list[CTEntry], image_dtype: str) -> dict:
     """The store's identity: everything that must match for a run to resume into it."""
     return {
         "schema_version": schema.SCHEMA_VERSION,
         "recipe": recipe.to_dict(),
-        "detector": recipe.detector.drr_kwargs(),
+        # DRR(...) keyword arguments, with the reference projector pinned: a later DiffDRR whose
+        # defaults moved still re-renders what this store holds
+        "detector": {**recipe.detector.drr_kwargs(), **REFERENCE_PROJECTOR},
         "volume": {"orientation": recipe.volume.orientation,
                    "bone_attenuation_multiplier": recipe.volume.bone_attenuation_multiplier,
                    "center_volume": True},
