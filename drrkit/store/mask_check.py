@@ -26,46 +26,34 @@ MASK_MISMATCH_TOLERANCE = 0.05
 MASK_MISMATCH_PIXELS = 2  # a disagreement this small passes whatever the union (single-pixel structures)
 
 
-def rerender_masks_with_diffdrr(corpus: Corpus, rows, device: str = "cpu", ct_path: str | None = None,
-                                patch_size: int | None = None) -> np.ndarray:
-    """(V, C, H, W) bool masks of stored rows of one CT, by plain DiffDRR (see the module doc)."""
+def rerender_masks_with_diffdrr(corpus: Corpus, row: dict, ct_index: int, rows, device: str = "cpu",
+                                ct_path: str | None = None, patch_size: int | None = None) -> np.ndarray:
+    """(V, C, H, W) bool masks of stored `rows` of CT `ct_index` (its per-CT table `row`), by
+    plain DiffDRR (see the module doc): one subject on the CT's grid, each channel's indicator
+    in place of its density in turn."""
     import torch
     from diffdrr.data import read
-    from diffdrr.drr import DRR
     from torchio import ScalarImage
 
     from drrkit.ct.discover import load_recorded_ct
     from drrkit.ct.labels import load_label_map, read_structures
 
-    rows = np.atleast_1d(np.arange(len(corpus))[rows])
-    k = int(corpus.root["ct_index"][int(rows[0])])
-    row = corpus.ct_table()[k]
     source = ct_path or str(source_path(row["source"], corpus.path))
-    ct = load_recorded_ct(source, row["id"], corpus.header_override(k))
+    ct = load_recorded_ct(source, row["id"], corpus.header_override(ct_index))
     label_path = source_path(row["labels"], corpus.path)
-    labels = load_label_map(label_path, ct)
-    values = read_structures(label_path)
+    labels, values = load_label_map(label_path, ct), read_structures(label_path)
     matched = json.loads(row["mask_structures"] or "{}")
-    spec = corpus.recipe.masks
-    pose = corpus.poses(rows)
-    det = corpus.attrs["detector"]
-    out = np.zeros((len(rows), len(corpus.mask_channels), det["height"], det["width"]), dtype=bool)
-    hu = torch.from_numpy(np.ascontiguousarray(ct.hu))[None]
+    subject = read(ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(ct.hu))[None], affine=ct.affine),
+                   **corpus.diffdrr_read_kwargs())
+    det = corpus.detector
+    out = np.zeros((len(np.atleast_1d(rows)), len(corpus.mask_channels), det.height, det.width), dtype=bool)
     for c, channel in enumerate(corpus.mask_channels):
         names = matched.get(channel, [])
-        if not names:
-            continue
-        subject = read(ScalarImage(tensor=hu, affine=ct.affine), **corpus.diffdrr_read_kwargs())
-        indicator = np.isin(labels, [values[n] for n in names]).astype(np.float32)
-        subject.density.set_data(torch.from_numpy(indicator)[None])
-        drr = DRR(subject, **det, patch_size=patch_size).to(device)
-        for v in range(len(rows)):
-            with torch.no_grad():
-                path_mm = drr(torch.tensor(pose.rotations[v:v + 1], dtype=torch.float32, device=device),
-                              torch.tensor(pose.translations[v:v + 1], dtype=torch.float32, device=device),
-                              parameterization=corpus.attrs["pose_convention"]["parameterization"],
-                              convention=corpus.attrs["pose_convention"]["convention"])
-            out[v, c] = path_mm[0, 0].cpu().numpy() > spec.threshold_mm
+        if names:
+            indicator = np.isin(labels, [values[n] for n in names]).astype(np.float32)
+            subject.density.set_data(torch.from_numpy(indicator)[None])
+            path_mm = corpus.integrate_with_diffdrr(subject, rows, device, views_per_call=1, patch_size=patch_size)
+            out[:, c] = path_mm > corpus.recipe.masks.threshold_mm
     return out
 
 

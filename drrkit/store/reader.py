@@ -143,6 +143,26 @@ class Corpus:
         image = ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(ct.hu))[None], affine=ct.affine)
         return read(image, **self.diffdrr_read_kwargs())
 
+    def integrate_with_diffdrr(self, subject, rows, device: str = "cpu", views_per_call: int | None = None,
+                               patch_size: int | None = None) -> np.ndarray:
+        """(V, H, W) line integrals of `subject`'s density along stored rows' rays: DiffDRR's DRR
+        from the recorded detector and pose convention, `views_per_call` views a call."""
+        import torch
+        from diffdrr.drr import DRR
+
+        drr = DRR(subject, **self.attrs["detector"], patch_size=patch_size).to(device)
+        pose = self.poses(rows)
+        step = views_per_call or len(pose.rotations)
+        parts = []
+        for start in range(0, len(pose.rotations), step):
+            with torch.no_grad():
+                img = drr(torch.tensor(pose.rotations[start:start + step], dtype=torch.float32, device=device),
+                          torch.tensor(pose.translations[start:start + step], dtype=torch.float32, device=device),
+                          parameterization=self.attrs["pose_convention"]["parameterization"],
+                          convention=self.attrs["pose_convention"]["convention"])
+            parts.append(img[:, 0].cpu().numpy())
+        return np.concatenate(parts)
+
     def rerender_with_diffdrr(self, rows, device: str = "cpu", ct_path: str | None = None,
                               views_per_call: int | None = None, patch_size: int | None = None) -> np.ndarray:
         """Render stored rows of one CT again with plain DiffDRR, from the store's metadata alone
@@ -156,7 +176,6 @@ class Corpus:
         `views_per_call` and DiffDRR's own `patch_size` (rays per call ≈ patch_size²) bound memory:
         Siddon on one 512² view of a 512×512×133 CT needs several GB at once (None: all in one)."""
         import torch
-        from diffdrr.drr import DRR
 
         rows = np.atleast_1d(np.arange(len(self))[rows])
         ct_idx = np.unique(self.root["ct_index"][rows.min():rows.max() + 1])
@@ -168,18 +187,7 @@ class Corpus:
         if spec.kind != "density":
             mu = hu_to_mu(subject.volume.data[0].numpy(), spec.mu_water, spec.mu_bone, spec.hu_bone)
             subject.density.set_data(torch.from_numpy(mu)[None])
-        drr = DRR(subject, **self.attrs["detector"], patch_size=patch_size).to(device)
-        pose = self.poses(rows)
-        step = views_per_call or len(pose.rotations)
-        parts = []
-        for start in range(0, len(pose.rotations), step):
-            with torch.no_grad():
-                img = drr(torch.tensor(pose.rotations[start:start + step], dtype=torch.float32, device=device),
-                          torch.tensor(pose.translations[start:start + step], dtype=torch.float32, device=device),
-                          parameterization=self.attrs["pose_convention"]["parameterization"],
-                          convention=self.attrs["pose_convention"]["convention"])
-            parts.append(img[:, 0].cpu().numpy())
-        line_integrals = np.concatenate(parts)
+        line_integrals = self.integrate_with_diffdrr(subject, rows, device, views_per_call, patch_size)
         if spec.kind in ("density", "mu"):
             return line_integrals
         return finish(replace(spec, photons=None), line_integrals, "")

