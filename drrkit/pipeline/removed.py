@@ -14,11 +14,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import zarr
-
 from drrkit.ct.errors import CTReadError
 from drrkit.pipeline.plan import Plan
-from drrkit.store import CTEntry, schema
+from drrkit.store import CTEntry, StoreError, open_corpus, schema
 from drrkit.store.mismatch import same_source
 from drrkit.store.writer import extra_array_name
 
@@ -26,33 +24,17 @@ from drrkit.store.writer import extra_array_name
 def with_removed_failures(out: str | Path, plan: Plan) -> Plan:
     """`plan` with the store's failed CTs whose inputs are gone put back in their rows (as failed,
     with the store's reason), when that is the only difference; otherwise `plan` unchanged."""
-    stored = _stored_table(Path(out))
-    if stored is None or len(stored) <= len(plan.entries):
-        return plan
-    kept = _removed_rows(stored, plan.entries)
-    if kept is None:
-        return plan
-    return _restored(plan, stored, kept)
-
-
-def _stored_table(out: Path) -> list[dict] | None:
-    """id, source, kind, status, error_kind, error and extra columns of each stored CT, or None
-    when `out` is not a readable drrkit store."""
-    if not (out / "zarr.json").is_file():
-        return None
     try:
-        root = zarr.open_group(str(out), mode="r")
-        if schema.ATTRS_KEY not in root.attrs:
-            return None
-        cts = root["cts"]
-        cols = {name: [str(v) for v in cts[name][:]] for name in ("id", "source", "kind", "status",
-                                                                   "error_kind", "error")}
-        extra = cts["extra"] if "extra" in cts else None
-        extras = {name: [str(v) for v in extra[name][:]] for name in extra.array_keys()} if extra is not None else {}
-    except (KeyError, ValueError, FileNotFoundError):
-        return None
-    return [{**{k: v[i] for k, v in cols.items()}, "extra": {k: v[i] for k, v in extras.items()}}
-            for i in range(len(cols["id"]))]
+        corpus = open_corpus(out)
+    except StoreError:  # no store yet, or not one: create_or_open decides
+        return plan
+    if corpus.n_cts <= len(plan.entries):
+        return plan
+    stored = corpus.ct_table()
+    removed = _removed_rows(stored, plan.entries)
+    if removed is None:
+        return plan
+    return _restored(plan, stored, corpus.extra_columns(), removed)
 
 
 def _removed_rows(stored: list[dict], entries: list[CTEntry]) -> list[int] | None:
@@ -69,10 +51,10 @@ def _removed_rows(stored: list[dict], entries: list[CTEntry]) -> list[int] | Non
     return removed if k == len(entries) and removed else None
 
 
-def _restored(plan: Plan, stored: list[dict], removed: list[int]) -> Plan:
+def _restored(plan: Plan, stored: list[dict], stored_extras: dict[str, list[str]], removed: list[int]) -> Plan:
     gone = set(removed)
-    it = iter(range(len(plan.entries)))
-    old_of_new = {i: next(it) for i in range(len(stored)) if i not in gone}
+    planned = iter(range(len(plan.entries)))
+    plan_index = {i: next(planned) for i in range(len(stored)) if i not in gone}  # store row → plan row
     sources, entries, errors = [], [], {}
     for i, row in enumerate(stored):
         if i in gone:
@@ -80,13 +62,14 @@ def _restored(plan: Plan, stored: list[dict], removed: list[int]) -> Plan:
             entries.append(CTEntry(id=row["id"], source=row["source"], kind=row["kind"]))
             errors[i] = _kept_failure(row)
         else:
-            j = old_of_new[i]
+            j = plan_index[i]
             sources.append(plan.sources[j])
             entries.append(plan.entries[j])
             if j in plan.discovery_errors:
                 errors[i] = plan.discovery_errors[j]
-    extras = {col: [stored[i]["extra"].get(extra_array_name(col), "") if i in gone else values[old_of_new[i]]
-                    for i in range(len(stored))] for col, values in plan.extras.items()}
+    extras = {col: [stored_extras.get(extra_array_name(col), [""] * len(stored))[i] if i in gone
+                    else values[plan_index[i]] for i in range(len(stored))]
+              for col, values in plan.extras.items()}
     return replace(plan, sources=sources, entries=entries, discovery_errors=errors, extras=extras)
 
 
