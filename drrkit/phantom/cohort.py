@@ -64,7 +64,9 @@ PARALLEL_VOXELS = 1 << 24  # auto_jobs: smaller cohorts are written faster than 
 
 def auto_jobs(n: int, shape: int) -> int:
     """Processes for a cohort: one per core once it holds PARALLEL_VOXELS voxels (8 phantoms at
-    128^3), else 1. A spawned process costs ~0.6 s to start; one 128^3 case ~0.15 s to write."""
+    128^3), else 1. A spawned process costs ~0.6 s to start; one 128^3 case ~0.58 s to write with
+    partial volume (0.15 s sampled at centres; 2-core dev machine), so smaller cohorts than this
+    would now gain a little from processes too: the threshold is conservative."""
     return cores(n) if n * shape ** 3 >= PARALLEL_VOXELS else 1
 
 
