@@ -131,6 +131,7 @@ class Sampler(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True)
         self.gpu: list[float] = []  # one value per GPU per sample
+        self.gpu_at: list[float] = []  # when each value was read (epoch seconds)
         self.cpu: list[float] = []
         self.rss: list[int] = []
         self.stop = threading.Event()
@@ -159,13 +160,20 @@ class Sampler(threading.Thread):
     def _read_gpu(self) -> None:
         for line in self.smi.stdout:
             try:
-                self.gpu.append(float(line))
+                value = float(line)
             except ValueError:
-                pass
+                continue
+            self.gpu.append(value)
+            self.gpu_at.append(time.time())
 
-    def summary(self) -> dict:
+    def summary(self, steady: tuple[float, float] | None = None) -> dict:
+        """`steady`: (first, last) CT finished, epoch seconds: the GPU's use between them too, the
+        part of the run a long corpus consists of (start-up and shut-down left out)."""
+        inside = [g for g, t in zip(self.gpu, self.gpu_at) if steady and steady[0] <= t <= steady[1]]
         return {"gpu_utilisation_mean_pct": float(np.mean(self.gpu)) if self.gpu else None,
                 "gpu_busy_fraction": float(np.mean([s > 10 for s in self.gpu])) if self.gpu else None,
+                "gpu_utilisation_steady_mean_pct": float(np.mean(inside)) if inside else None,
+                "gpu_busy_fraction_steady": float(np.mean([s > 10 for s in inside])) if inside else None,
                 "cpu_utilisation_mean_pct": float(np.mean(self.cpu)) if self.cpu else None,
                 "peak_rss_gib_all_processes": max(self.rss, default=0) / 2**30}
 
@@ -223,11 +231,16 @@ def drrkit_run(inputs: list[str], out: Path, workers: str, args, allocator: str 
     if proc.returncode != 0:
         raise RuntimeError(f"drrkit render failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     report = json.loads(Path(str(out) + ".report.json").read_text())
+    finished = sorted(r["finished"] for r in report["results"] if r["status"] == "done" and r.get("finished"))
+    steady = (finished[0], finished[-1]) if len(finished) >= 2 else None
     return {"command": " ".join(cmd[1:]), "workers": workers, "allocator": allocator, "wall_s": wall,
             "views": report["views_rendered"],
             "views_per_s": report["views_rendered"] / wall,
             "steady_views_per_s": report.get("steady_views_per_second"),
+            "middle_half_views_per_s": report.get("middle_half_views_per_second"),
             "first_ct_after_s": report.get("first_ct_after_seconds"),
+            # end of each start-up step, seconds into the run (plan, store, cluster, workers_ready)
+            "startup_s": report.get("startup_seconds"),
             "phase_seconds_summed_over_cts": report["phase_seconds"],
             # the same per CT rendered: render_wait/upload/prepare/march say whether a run waits on
             # the device (lock, host-to-device copy, per-CT preparation, kernels) or on the host
@@ -235,7 +248,7 @@ def drrkit_run(inputs: list[str], out: Path, workers: str, args, allocator: str 
             # CPU time of the whole run (workers included) per CT: with C cores, C / this is the
             # most CTs per second any scheduling can reach, whatever the GPU does
             "cpu_seconds": cpu, "cpu_seconds_per_ct": cpu / max(1, len(report["results"])),
-            "backend": report["backend"], "cluster": report.get("cluster"), **sampler.summary()}
+            "backend": report["backend"], "cluster": report.get("cluster"), **sampler.summary(steady)}
 
 
 def per_ct(report: dict) -> dict[str, float]:
@@ -339,6 +352,7 @@ def main() -> None:
             run = drrkit_run(corpus_inputs(work, paths, args.repeat), work / "corpus.zarr", workers, args, allocator)
             run["ratio_views_per_s"] = run["views_per_s"] / peer["views_per_s"]
             run["ratio_steady_views_per_s"] = (run["steady_views_per_s"] or 0.0) / peer["views_per_s"]
+            run["ratio_middle_half_views_per_s"] = (run["middle_half_views_per_s"] or 0.0) / peer["views_per_s"]
             runs.append(run)
             print("drrkit:", json.dumps(run), flush=True)
             write_result(args, runs, peer)
@@ -346,9 +360,12 @@ def main() -> None:
         print(f"drrkit --workers {run['workers']} ({run['allocator']} allocator): "
               f"{run['views_per_s']:.2f} views/s whole process "
               f"({run['ratio_views_per_s']:.1f}x), {run['steady_views_per_s'] or 0:.2f} after the first CT "
-              f"({run['ratio_steady_views_per_s']:.1f}x); {run['cpu_seconds_per_ct']:.2f} CPU-s per CT; "
+              f"({run['ratio_steady_views_per_s']:.1f}x), {run['middle_half_views_per_s'] or 0:.2f} over the middle "
+              f"half of the CTs ({run['ratio_middle_half_views_per_s']:.1f}x); {run['cpu_seconds_per_ct']:.2f} CPU-s per CT; "
               f"CPU {run['cpu_utilisation_mean_pct'] or 0:.0f}%, "
-              f"GPU {run['gpu_utilisation_mean_pct'] or 0:.0f}%; per CT: "
+              f"GPU {run['gpu_utilisation_mean_pct'] or 0:.0f}% "
+              f"({run['gpu_utilisation_steady_mean_pct'] or 0:.0f}% between first and last CT); "
+              f"start-up {json.dumps({k: round(v, 1) for k, v in (run['startup_s'] or {}).items()})}; per CT: "
               + ", ".join(f"{k} {v:.3f}s" for k, v in run["phase_seconds_per_ct"].items()))
     print(f"X-WIN loop {peer['views_per_s']:.2f} views/s; written {args.out}")
 

@@ -2,7 +2,7 @@
 # The GPU-machine measurements behind benchmarks/results/*-h100.* and *-h200.*, in the order they ran.
 # Usage (repo root, on the GPU machine, wheels from `EXTRA="isal xxhash" bash ../shared/tools/gpu-wheels.sh` in
 # .whl/: the GPU image lacks isal, drrkit's .nii.gz decoder, and xxhash, its CT checksum):
-#   bash benchmarks/gpu_runs.sh render|corpus|train|final|corpus-procs|probes  RESULTS_DIR
+#   bash benchmarks/gpu_runs.sh render|corpus|train|final|corpus-procs|corpus-long|probes  RESULTS_DIR
 # Each step has its own time limit and log; a failing step is recorded and the next one runs.
 # With 15 device-minutes a session (start-up included), one of corpus-procs / probes fits per
 # session: corpus-procs first (issue 3 is P2).
@@ -73,7 +73,7 @@ final)  # fourth call: the phantom cohort, 1,000 steps of each run, evaluation, 
 corpus-procs)  # next GPU session (issue 3): several worker processes per GPU, faster NIfTI reads,
   # freed memory kept between CTs (each --workers value also with the allocator defaults it replaced).
   # Step limits add up to 530 s: one device call (600 s at most) with the wheel install.
-  step pytest-gpu 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/ct tests/pipeline tests/render tests/store
+  step pytest-gpu 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests
   # 64 distinct CTs, each rendered 4 times (256 CT tasks): start-up then weighs as in a real corpus.
   # --workers 8 (auto on 16 cores) and 1 (16 task threads: the read path no longer holds the GIL);
   # the JSON is rewritten after each run, so a step cut short keeps what finished.
@@ -83,6 +83,17 @@ corpus-procs)  # next GPU session (issue 3): several worker processes per GPU, f
   step bench-corpus-512 100 python3 benchmarks/bench_corpus.py --n-cts 64 --depth 300 --height 512 --device cuda \
       --workers 8 --peer-cts 2 --workdir "$W/corpus" --out "$R/corpus512-$T.json"
   rm -rf "$W/corpus"
+  ;;
+corpus-long)  # 2026-12-04, second call (330 s): corpus-procs showed ~21 s of each run's 35 s spent before the
+  # first CT and after the last (256 tasks), so the same CTs as a longer corpus: 32 CTs of 512x512x300, each
+  # rendered 32 times (1,024 tasks) at 256^2 and 4 times at 512^2, with start-up steps and the GPU's use
+  # between the first and the last CT recorded; autotuned tiles now kept on disk (triton_march.py).
+  step bench-corpus-long 180 python3 benchmarks/bench_corpus.py --n-cts 32 --repeat 32 --depth 300 --height 256 \
+      --device cuda --workers 8 --peer-cts 4 --workdir "$W/corpus" --out "$R/corpus-long-$T.json"
+  step bench-corpus512-long 85 python3 benchmarks/bench_corpus.py --n-cts 32 --repeat 4 --depth 300 --height 512 \
+      --device cuda --workers 8 --peer-cts 2 --workdir "$W/corpus" --out "$R/corpus512-long-$T.json"
+  rm -rf "$W/corpus"
+  step pytest-triton 40 python3 -m pytest -q -m gpu -p no:cacheprovider tests/render/test_triton_march.py
   ;;
 probes)  # next GPU session (issue 5): train on a large phantom cohort, probe on an unseen one.
   # On the 2-core CPU (benchmarks/README.md, "Cohort size") 2,048 training phantoms instead of 128 put the

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
-
 import typer
 from rich.console import Console
 

@@ -82,8 +82,11 @@ def print_summary(report) -> None:
     if report.peak_memory_bytes:
         console.print(f"peak device memory {report.peak_memory_bytes / 2**30:.2f} GiB")
     if report.cluster:
+        steps = report.startup_seconds
+        ready = (f"; workers ready {steps['workers_ready']:.1f}s into the run (cluster up at {steps['cluster']:.1f}s)"
+                 if "workers_ready" in steps else "")
         console.print(f"dask: {report.cluster['workers']} worker(s), {report.cluster['threads']} thread(s), "
-                      f"scheduler {report.cluster['scheduler']}")
+                      f"scheduler {report.cluster['scheduler']}{ready}")
     on_cuda = str(report.backend.get("device", "")).startswith("cuda")
     if report.cluster is None and on_cuda and len(report.results) >= HINT_MIN_CTS:
         # one process decodes one CT at a time while the GPU mostly waits (README, Scaling out)

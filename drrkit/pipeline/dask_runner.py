@@ -9,23 +9,29 @@ from typing import Callable, Iterable
 from drrkit.pipeline.allocator import malloc_environ
 from drrkit.pipeline.cluster import ClusterSpec, close_client, start_client
 from drrkit.pipeline.task import CTResult
-from drrkit.pipeline.worker import PLUGIN_NAME, RenderPlugin, describe_renderer, render_ct_task
+from drrkit.pipeline.worker import (PLUGIN_NAME, RenderPlugin, describe_renderer, render_ct_task,
+                                    renderer_setup_seconds)
 
 
 def run_on_cluster(todo: Iterable[int], plan, job, spec: ClusterSpec, accept: Callable[[CTResult], None],
-                   task: Callable = render_ct_task) -> dict:
+                   task: Callable = render_ct_task, on_ready: Callable[[str], None] = lambda step: None) -> dict:
     """Render CTs `todo` on the cluster; `accept` is called in the client for every result.
-    Returns a description of the cluster used. `task` is replaceable for fault-injection tests."""
+    Returns a description of the cluster used. `task` is replaceable for fault-injection tests;
+    `on_ready` hears "cluster" once the client is connected and "workers_ready" once every worker
+    has built its renderer."""
     from distributed import as_completed
 
     client = start_client(spec)
+    on_ready("cluster")
     futures: dict = {}
     try:
         plugin_name = f"{PLUGIN_NAME}-{hashlib.sha1(str(job.out).encode()).hexdigest()[:8]}"
         client.register_plugin(RenderPlugin(job.recipe, job.backend, job.device, job.batch_size, str(job.out)),
                                name=plugin_name)
+        on_ready("workers_ready")
         info = client.scheduler_info()
         renderers = client.run(describe_renderer)  # what each worker resolved auto/auto to
+        setup = client.run(renderer_setup_seconds)
         malloc = client.run(malloc_environ)  # whether each worker keeps freed memory (allocator.py)
         threads = sum(w["nthreads"] for w in info["workers"].values()) or 1
         queue = list(todo)
@@ -59,7 +65,8 @@ def run_on_cluster(todo: Iterable[int], plan, job, spec: ClusterSpec, accept: Ca
             accept(_result_of(future, index, plan, spec))
         return {"scheduler": spec.scheduler or "local", "address": info["address"],
                 "workers": len(info["workers"]), "threads": threads,
-                "isolated_retries": len(suspects), "renderers": renderers, "malloc_environ": malloc}
+                "isolated_retries": len(suspects), "renderers": renderers, "malloc_environ": malloc,
+                "renderer_setup_seconds": setup}
     except KeyboardInterrupt:
         client.cancel([f for _, f in futures.values()])
         raise

@@ -25,6 +25,10 @@ class RunReport:
     wall_seconds: float = 0.0
     peak_memory_bytes: int | None = None
     cluster: dict | None = None
+    # seconds from the start of the run to the end of each start-up step, in order: plan (inputs
+    # found, headers read), store (created or opened), and on a cluster: cluster (scheduler and
+    # worker processes up), workers_ready (every worker built its renderer)
+    startup_seconds: dict = field(default_factory=dict)
     interrupted: bool = False
     machine: dict = field(default_factory=lambda: {"python": platform.python_version(),
                                                    "platform": platform.platform(),
@@ -54,6 +58,20 @@ class RunReport:
             return None
         return sum(r.views for r in done[1:]) / (done[-1].finished - done[0].finished)
 
+    def middle_half_views_per_second(self) -> float | None:
+        """Views per second over the middle half of the finished CTs (from the one at the 25th
+        percentile of finish times to the one at the 75th): the steady rate without its two biases.
+        Between first and last, CTs that ran alongside the first one finish just after it, most of
+        their work done before the window opens (too high), and the last ones finish as the
+        cluster empties (too low). None with fewer than 8 finished CTs."""
+        done = self._finished()
+        if len(done) < 8:
+            return None
+        lo, hi = len(done) // 4, (3 * len(done)) // 4
+        if done[hi].finished <= done[lo].finished:
+            return None
+        return sum(r.views for r in done[lo + 1:hi + 1]) / (done[hi].finished - done[lo].finished)
+
     def first_ct_after_seconds(self) -> float | None:
         """Seconds from the start of the run to the first CT finished: start-up (imports, cluster,
         CUDA contexts, kernel compilation) plus one CT. None when none finished."""
@@ -77,6 +95,7 @@ class RunReport:
                     failed=[r.ct_id for r in self.failed], exit_code=self.exit_code,
                     views_per_second=self.views_rendered / self.wall_seconds if self.wall_seconds else None,
                     steady_views_per_second=self.steady_views_per_second(),
+                    middle_half_views_per_second=self.middle_half_views_per_second(),
                     first_ct_after_seconds=self.first_ct_after_seconds())
         return data
 

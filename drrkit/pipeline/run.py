@@ -20,7 +20,7 @@ from drrkit.pipeline.bookkeeping import StatusLog
 from drrkit.pipeline.cluster import ClusterSpec
 from drrkit.pipeline.plan import plan_corpus
 from drrkit.pipeline.removed import with_removed_failures
-from drrkit.pipeline.report import EXIT_INTERRUPTED, RunReport, report_path
+from drrkit.pipeline.report import RunReport, report_path
 from drrkit.pipeline.task import CTResult, render_ct
 from drrkit.store import create_or_open
 from drrkit.store.schema import DONE
@@ -72,16 +72,19 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
                   cluster: ClusterSpec | None = None, task: Callable | None = None) -> RunReport:
     """Render every planned CT into `job.out`; resume when the store already holds some of them."""
     t0, started = time.perf_counter(), time.time()
+    startup = {}
     plan = plan_corpus(job.ct_dir, job.manifest, job.labels_dir, job.scan_jobs)
     if not job.overwrite:  # failed inputs deleted since the store was made keep their rows
         plan = with_removed_failures(job.out, plan)
     _check_views(job, plan)
+    startup["plan"] = time.perf_counter() - t0
     renderer = None if cluster else _local_renderer(job)
     backend = renderer.describe() if renderer else {"backend": job.backend, "device": job.device}
     writer = create_or_open(job.out, job.recipe, plan.entries, image_dtype=job.image_dtype,
                             overwrite=job.overwrite, run_info={"renderer": backend}, extras=plan.extras)
+    startup["store"] = time.perf_counter() - t0
     report = RunReport(str(job.out), job.recipe.name, backend, len(plan.entries), job.recipe.views_per_ct(),
-                       started=started)
+                       started=started, startup_seconds=startup)
     statuses = writer.statuses()
     todo = [i for i in range(len(plan.entries)) if statuses[i] != DONE]
     report.skipped_done = len(plan.entries) - len(todo)
@@ -106,7 +109,9 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
             kwargs = {"task": task} if task else {}
             from drrkit.pipeline.dask_runner import run_on_cluster
 
-            report.cluster = run_on_cluster(runnable, plan, job, cluster, accept, **kwargs)
+            report.cluster = run_on_cluster(runnable, plan, job, cluster, accept,
+                                            on_ready=lambda step: startup.setdefault(step, time.perf_counter() - t0),
+                                            **kwargs)
             report.backend = resolved_renderer(report.cluster["renderers"], backend)
             writer.resolve_renderer(backend, report.backend)
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 from distributed import WorkerPlugin, get_worker
 
@@ -47,6 +48,7 @@ class RenderPlugin(WorkerPlugin):
         self.batch_size, self.store = batch_size, store
 
     def setup(self, worker) -> None:
+        t0 = time.perf_counter()
         import torch
 
         from drrkit.render import make_renderer
@@ -57,7 +59,7 @@ class RenderPlugin(WorkerPlugin):
             torch.set_num_threads(int(threads))
         renderer = make_renderer(self.recipe, self.backend, self.device, self.batch_size)
         worker.drrkit = {"renderer": _SerialRenderer(renderer), "writer": CorpusWriter(self.store),
-                         "recipe": self.recipe}
+                         "recipe": self.recipe, "setup_seconds": time.perf_counter() - t0}
 
 
 def render_ct_task(ct_index: int, source: CTSource) -> CTResult:
@@ -76,3 +78,10 @@ def describe_renderer(dask_worker) -> dict:
     if state is None:
         return {"backend": "none", "error": "the renderer was not built on this worker (plugin setup failed)"}
     return state["renderer"].describe()
+
+
+def renderer_setup_seconds(dask_worker) -> float | None:
+    """Seconds this worker's plugin took to import torch and build its renderer and store handle
+    (CUDA context included); None where setup failed. Run through `Client.run`."""
+    state = getattr(dask_worker, "drrkit", None)
+    return None if state is None else state.get("setup_seconds")

@@ -28,6 +28,7 @@ Triton runs the kernel on CPU tensors (slowly); tests/render/test_triton_march.p
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import torch
@@ -182,9 +183,14 @@ def _joseph_kernel(vol0_ptr, vol1_ptr, vol2_ptr, mats_ptr, pts_ptr, out_ptr,
     tl.store(out_ptr + view.to(tl.int64) * IH * IW + pix, acc * scale, mask=lane)
 
 
+# The tile shape chosen per key is kept in Triton's cache folder (TRITON_CACHE_DIR, ~/.triton/cache),
+# keyed by Triton's version, the GPU's architecture and the kernel's source: a corpus run starts one
+# worker process per GPU share, and without the cache every one of them re-times all six tiles at its
+# first CT, all on one GPU at once (time-sliced between processes), before rendering anything.
+_CACHE = {"cache_results": True} if "cache_results" in inspect.signature(triton.autotune).parameters else {}
 _TUNED = triton.autotune(
     configs=[triton.Config({"TH": th, "TW": tw}, num_warps=w) for th, tw, w in CONFIGS],
-    key=["IH", "IW", "KIND", "views_bucket"],
+    key=["IH", "IW", "KIND", "views_bucket"], **_CACHE,
 )(_joseph_kernel) if not INTERPRET else None
 
 

@@ -142,6 +142,19 @@ def test_summary_suggests_workers_for_in_process_gpu_corpora():
     assert "--workers auto" not in summary("cuda", HINT_MIN_CTS, {"workers": 8, "threads": 16, "scheduler": "local"})
 
 
+def test_summary_says_when_the_cluster_and_its_workers_were_ready():
+    from cli.app import console
+    from cli.render_view import print_summary
+    from drrkit.pipeline.report import RunReport
+
+    report = RunReport("s.zarr", "xwin", {"backend": "fast", "device": "cuda"}, n_cts=1, views_per_ct=1,
+                       startup_seconds={"plan": 0.1, "store": 0.2, "cluster": 1.5, "workers_ready": 6.25})
+    report.cluster = {"workers": 8, "threads": 16, "scheduler": "local"}
+    with console.capture() as out:
+        print_summary(report)
+    assert "workers ready 6.2s into the run (cluster up at 1.5s)" in " ".join(out.get().split())
+
+
 def test_summary_puts_render_parts_after_render():
     from cli.render_view import phase_split
 

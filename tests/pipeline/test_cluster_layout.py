@@ -48,3 +48,16 @@ def test_steady_rate_counts_views_between_first_and_last_finished_ct():
     assert report.first_ct_after_seconds() == pytest.approx(5.0)
     report.results = report.results[:2]
     assert report.steady_views_per_second() is None
+
+
+def test_middle_half_rate_leaves_out_the_burst_after_the_first_ct_and_the_tail():
+    # 16 CTs in flight finish together at 10-11 s, then one every second, the last two slowly
+    finished = [10.0 + 0.01 * k for k in range(4)] + [11.0 + k for k in range(10)] + [30.0, 40.0]
+    report = RunReport("s.zarr", "xwin", {}, n_cts=len(finished), views_per_ct=10, started=0.0)
+    report.results = [CTResult(k, f"ct{k}", "done", views=10, finished=t) for k, t in enumerate(finished)]
+    lo, hi = finished[4], finished[12]  # the 25th and 75th percentile CTs of 16
+    assert report.middle_half_views_per_second() == pytest.approx(8 * 10 / (hi - lo))  # one CT a second
+    assert report.steady_views_per_second() == pytest.approx(15 * 10 / 30.0)  # first → last: 5 views/s
+    assert report.to_json()["middle_half_views_per_second"] == pytest.approx(10.0)
+    report.results = report.results[:7]
+    assert report.middle_half_views_per_second() is None

@@ -71,6 +71,14 @@ def test_two_workers_complete_good_cts_and_name_the_bad_one(cohort, reference, t
     # each worker's glibc malloc settings, as it started (drrkit.pipeline.allocator)
     assert list(report.cluster["malloc_environ"].values()) == [
         {k: os.environ.get(k, v) for k, v in KEEP_MEMORY_ENV.items()}] * 2
+    # where start-up went: the steps in order, each worker's renderer build, all before the first CT
+    steps = report.startup_seconds
+    assert list(steps) == ["plan", "store", "cluster", "workers_ready"]
+    assert 0 < steps["plan"] <= steps["store"] <= steps["cluster"] <= steps["workers_ready"]
+    assert steps["workers_ready"] < report.first_ct_after_seconds() < report.wall_seconds
+    setup = report.cluster["renderer_setup_seconds"]
+    assert len(setup) == 2 and all(0 < s < steps["workers_ready"] for s in setup.values())
+    assert report.to_json()["startup_seconds"] == steps
 
 
 def test_resolved_renderer_of_mixed_workers():
