@@ -27,6 +27,8 @@ drrkit and the peer alike.
 `--allocator both` runs each --workers value twice: with drrkit's glibc settings (freed memory
 kept for the next CT, drrkit.pipeline.allocator) and with the defaults it replaced (Dask's
 MALLOC_TRIM_THRESHOLD_=65536 in workers, glibc's own in-process), as the named peer of that change.
+`--cuda-wait both` likewise runs each twice: host threads asleep while they wait on the GPU
+(drrkit's default, drrkit/render/device_wait.py) and spinning (CUDA's default, DRRKIT_CUDA_WAIT=spin).
 
 Before the timed runs, one untimed `drrkit render` of one CT (skip with --no-warmup) compiles the
 kernel into Triton's disk cache, so that the first timed run does not pay for it alone.
@@ -204,7 +206,8 @@ def allocator_env(allocator: str, workers: str) -> dict[str, str]:
     return {"MALLOC_ARENA_MAX": arenas, "MALLOC_MMAP_MAX_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
 
 
-def drrkit_run(inputs: list[str], out: Path, workers: str, args, allocator: str = "drrkit") -> dict:
+def drrkit_run(inputs: list[str], out: Path, workers: str, args, allocator: str = "drrkit",
+               cuda_wait: str = "block") -> dict:
     """One whole `python -m drrkit render` process on a fresh store; `inputs` = its --ct-dir or
     --manifest option."""
     import shutil
@@ -222,7 +225,8 @@ def drrkit_run(inputs: list[str], out: Path, workers: str, args, allocator: str 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     env = {k: v for k, v in os.environ.items() if k not in KEEP_MEMORY_ENV}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**env, **allocator_env(allocator, workers)})
+    env = {**env, **allocator_env(allocator, workers), "DRRKIT_CUDA_WAIT": cuda_wait}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the run and every process it waited for
     sampler.stop.set()
@@ -233,7 +237,8 @@ def drrkit_run(inputs: list[str], out: Path, workers: str, args, allocator: str 
     report = json.loads(Path(str(out) + ".report.json").read_text())
     finished = sorted(r["finished"] for r in report["results"] if r["status"] == "done" and r.get("finished"))
     steady = (finished[0], finished[-1]) if len(finished) >= 2 else None
-    return {"command": " ".join(cmd[1:]), "workers": workers, "allocator": allocator, "wall_s": wall,
+    return {"command": " ".join(cmd[1:]), "workers": workers, "allocator": allocator, "cuda_wait": cuda_wait,
+            "wall_s": wall,
             "views": report["views_rendered"],
             "views_per_s": report["views_rendered"] / wall,
             "steady_views_per_s": report.get("steady_views_per_second"),
@@ -261,7 +266,7 @@ def allocator_ratios(runs: list[dict]) -> dict:
     """Per --workers value run both ways: drrkit's allocator settings over the defaults."""
     out = {}
     for workers in dict.fromkeys(r["workers"] for r in runs):
-        pair = {r["allocator"]: r for r in runs if r["workers"] == workers}
+        pair = {r["allocator"]: r for r in runs if r["workers"] == workers and r.get("cuda_wait", "block") == "block"}
         if len(pair) == 2:
             kept, default = pair["drrkit"], pair["default"]
             out[workers] = {
@@ -270,6 +275,20 @@ def allocator_ratios(runs: list[dict]) -> dict:
                 "cpu_seconds_per_ct_default_over_drrkit": default["cpu_seconds_per_ct"] / kept["cpu_seconds_per_ct"],
                 "peak_rss_gib": {"drrkit": kept["peak_rss_gib_all_processes"],
                                  "default": default["peak_rss_gib_all_processes"]}}
+    return out
+
+
+def cuda_wait_ratios(runs: list[dict]) -> dict:
+    """Per --workers value run both ways: host threads asleep while waiting on the GPU over spinning."""
+    out = {}
+    for workers in dict.fromkeys(r["workers"] for r in runs):
+        pair = {r["cuda_wait"]: r for r in runs if r["workers"] == workers and r["allocator"] == "drrkit"}
+        if len(pair) == 2:
+            block, spin = pair["block"], pair["spin"]
+            out[workers] = {
+                "views_per_s": block["views_per_s"] / spin["views_per_s"],
+                "middle_half_views_per_s": (block["middle_half_views_per_s"] or 0.0) / (spin["middle_half_views_per_s"] or 1.0),
+                "cpu_seconds_per_ct_spin_over_block": spin["cpu_seconds_per_ct"] / block["cpu_seconds_per_ct"]}
     return out
 
 
@@ -302,11 +321,12 @@ def existing_or_new_cts(out: Path, n: int, depth: int) -> list[Path]:
 
 
 def write_result(args, runs: list[dict], peer: dict) -> None:
-    best = max((r for r in runs if r["allocator"] == "drrkit"), key=lambda r: r["views_per_s"], default=None)
+    best = max((r for r in runs if r["allocator"] == "drrkit" and r["cuda_wait"] == "block"),
+               key=lambda r: r["views_per_s"], default=None)
     result = {"benchmark": "corpus", "machine": machine_info(), "params": {k: str(v) for k, v in vars(args).items()},
               "drrkit": best, "drrkit_runs": runs, "peer_xwin_serial_loop": peer,
               "ratio_views_per_s": best["ratio_views_per_s"] if best else None,
-              "allocator_ratios": allocator_ratios(runs)}
+              "allocator_ratios": allocator_ratios(runs), "cuda_wait_ratios": cuda_wait_ratios(runs)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
 
@@ -325,6 +345,8 @@ def main() -> None:
     ap.add_argument("--workers", nargs="+", default=["auto"],
                     help="drrkit render --workers values to run, each on a fresh store (e.g. 0 1 8 auto)")
     ap.add_argument("--threads-per-worker", type=int, default=None, help="passed to drrkit render (default: its auto)")
+    ap.add_argument("--cuda-wait", choices=["block", "spin", "both"], default="block",
+                    help="host threads asleep (drrkit's default) or spinning (CUDA's) while they wait on the GPU")
     ap.add_argument("--allocator", choices=["drrkit", "default", "both"], default="drrkit",
                     help="drrkit's glibc malloc settings, the defaults they replace, or both (see above)")
     ap.add_argument("--no-warmup", action="store_true", help="skip the untimed one-CT render before the timed runs")
@@ -347,9 +369,13 @@ def main() -> None:
     print("peer:", json.dumps(peer), flush=True)
     runs = []
     allocators = ["drrkit", "default"] if args.allocator == "both" else [args.allocator]
+    waits = ["block", "spin"] if args.cuda_wait == "both" else [args.cuda_wait]
+    variants = [(a, "block" if a == "default" and len(waits) > 1 else w) for a in allocators for w in waits]
+    variants = list(dict.fromkeys(variants))  # the allocator defaults with drrkit's wait only
     for workers in args.workers:
-        for allocator in allocators:
-            run = drrkit_run(corpus_inputs(work, paths, args.repeat), work / "corpus.zarr", workers, args, allocator)
+        for allocator, cuda_wait in variants:
+            run = drrkit_run(corpus_inputs(work, paths, args.repeat), work / "corpus.zarr", workers, args, allocator,
+                             cuda_wait)
             run["ratio_views_per_s"] = run["views_per_s"] / peer["views_per_s"]
             run["ratio_steady_views_per_s"] = (run["steady_views_per_s"] or 0.0) / peer["views_per_s"]
             run["ratio_middle_half_views_per_s"] = (run["middle_half_views_per_s"] or 0.0) / peer["views_per_s"]
@@ -357,7 +383,7 @@ def main() -> None:
             print("drrkit:", json.dumps(run), flush=True)
             write_result(args, runs, peer)
     for run in runs:
-        print(f"drrkit --workers {run['workers']} ({run['allocator']} allocator): "
+        print(f"drrkit --workers {run['workers']} ({run['allocator']} allocator, CUDA wait {run['cuda_wait']}): "
               f"{run['views_per_s']:.2f} views/s whole process "
               f"({run['ratio_views_per_s']:.1f}x), {run['steady_views_per_s'] or 0:.2f} after the first CT "
               f"({run['ratio_steady_views_per_s']:.1f}x), {run['middle_half_views_per_s'] or 0:.2f} over the middle "

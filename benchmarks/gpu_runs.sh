@@ -2,10 +2,12 @@
 # The GPU-machine measurements behind benchmarks/results/*-h100.* and *-h200.*, in the order they ran.
 # Usage (repo root, on the GPU machine, wheels from `EXTRA="isal xxhash" bash ../shared/tools/gpu-wheels.sh` in
 # .whl/: the GPU image lacks isal, drrkit's .nii.gz decoder, and xxhash, its CT checksum):
+# (on 2026-12-04 with zarr 3.1.6 and numcodecs 0.16.6 swapped in for the script's newest, to match CI's Python 3.11)
 #   bash benchmarks/gpu_runs.sh render|corpus|train|final|corpus-procs|corpus-long|probes  RESULTS_DIR
 # Each step has its own time limit and log; a failing step is recorded and the next one runs.
 # With 15 device-minutes a session (start-up included), one of corpus-procs / probes fits per
-# session: corpus-procs first (issue 3 is P2).
+# session: corpus-procs first (issue 3 is P2). corpus-long (~300 s) and probes (~560 s) do not fit
+# one session together with a machine start and the wheel installs: one per session, corpus-long first.
 set -u
 part=$1; R=$2; mkdir -p "$R"
 W=${DRRKIT_GPU_WORK:-$PWD/.gpu-work}; mkdir -p "$W"
@@ -84,16 +86,19 @@ corpus-procs)  # next GPU session (issue 3): several worker processes per GPU, f
       --workers 8 --peer-cts 2 --workdir "$W/corpus" --out "$R/corpus512-$T.json"
   rm -rf "$W/corpus"
   ;;
-corpus-long)  # 2026-12-04, second call (330 s): corpus-procs showed ~21 s of each run's 35 s spent before the
-  # first CT and after the last (256 tasks), so the same CTs as a longer corpus: 32 CTs of 512x512x300, each
-  # rendered 32 times (1,024 tasks) at 256^2 and 4 times at 512^2, with start-up steps and the GPU's use
-  # between the first and the last CT recorded; autotuned tiles now kept on disk (triton_march.py).
-  step bench-corpus-long 180 python3 benchmarks/bench_corpus.py --n-cts 32 --repeat 32 --depth 300 --height 256 \
-      --device cuda --workers 8 --peer-cts 4 --workdir "$W/corpus" --out "$R/corpus-long-$T.json"
-  step bench-corpus512-long 85 python3 benchmarks/bench_corpus.py --n-cts 32 --repeat 4 --depth 300 --height 512 \
+corpus-long)  # next GPU session (issue 3), ~300 s: corpus-procs (2026-12-04) spent ~21 s of each 35 s run before
+  # the first CT or after the last (256 tasks), so the same kind of CTs as a longer corpus: 32 CTs of
+  # 512x512x300, each named 16 times (512 tasks) at 256^2, both with host threads asleep while they wait on
+  # the GPU (drrkit's default since 2026-12-04) and spinning (CUDA's default: the A/B of device_wait.py),
+  # then 4 times at 512^2. New since corpus-procs, none measured on a GPU: start-up steps in the report,
+  # autotuned tiles kept on disk (triton_march.py), sleeping waits, GPU use between first and last CT.
+  step pytest-gpu-new 45 python3 -m pytest -q -m gpu -p no:cacheprovider tests/render/test_device_wait.py \
+      tests/render/test_triton_march.py
+  step bench-corpus-long 170 python3 benchmarks/bench_corpus.py --n-cts 32 --repeat 16 --depth 300 --height 256 \
+      --device cuda --workers 8 --cuda-wait both --peer-cts 4 --workdir "$W/corpus" --out "$R/corpus-long-$T.json"
+  step bench-corpus512-long 80 python3 benchmarks/bench_corpus.py --n-cts 32 --repeat 4 --depth 300 --height 512 \
       --device cuda --workers 8 --peer-cts 2 --workdir "$W/corpus" --out "$R/corpus512-long-$T.json"
   rm -rf "$W/corpus"
-  step pytest-triton 40 python3 -m pytest -q -m gpu -p no:cacheprovider tests/render/test_triton_march.py
   ;;
 probes)  # next GPU session (issue 5): train on a large phantom cohort, probe on an unseen one.
   # On the 2-core CPU (benchmarks/README.md, "Cohort size") 2,048 training phantoms instead of 128 put the

@@ -31,6 +31,7 @@ from drrkit.geometry.recipe import VolumeSpec
 from drrkit.render.base import DensityUndefined
 from drrkit.render.memory import MEMORY_FRACTION, batch_size_for, free_bytes
 from drrkit.render.raymarch import BYTES_PER_SAMPLE, KERNELS, SlabStack, dominant_axis, march
+from drrkit.render.device_wait import wait
 from drrkit.render.timing import phase
 
 PRECISIONS = ("float32", "float16")
@@ -91,6 +92,7 @@ def support_box(field) -> list[tuple[int, int]]:
     view, order = _memory_order(field)
     nonzero = view != 0
     plane, depth = nonzero.any(dim=2), nonzero.any(dim=1).any(dim=0)  # two passes, not three
+    wait(field.device)  # the queued density and reductions asleep: nonzero() below would spin
     box = [None] * 3
     for axis, profile in zip(order, (plane.any(dim=1), plane.any(dim=0), depth)):
         idx = profile.nonzero()
@@ -180,6 +182,7 @@ class FastBackend:
                 with phase("march", scene.device):
                     images = scene.project(part)
                     if images.is_cuda:  # via page-locked memory: ~10× faster than a pageable copy
+                        wait(images.device)  # the kernels asleep; the copy alone would spin through them
                         if pinned is None or pinned.shape[0] < len(images):
                             pinned = torch.empty(images.shape, dtype=images.dtype, pin_memory=True)
                         host = pinned[:len(images)]

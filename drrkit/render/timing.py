@@ -11,7 +11,8 @@ Phases (seconds per CT, summed over every `render` call of the CT, masks include
   upload   the volume from host memory to the device (zero-copy, ~0, on the CPU)
   prepare  density, support crop, slab stacks or kernel layouts: per-CT work before any ray
   march    ray integration and the images' copy back to host memory
-On CUDA a phase ends with a device synchronisation, so queued kernels are not billed to the next.
+On CUDA a phase ends with a device synchronisation, so queued kernels are not billed to the next
+(a sleeping wait, drrkit/render/device_wait.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
+
+from drrkit.render.device_wait import wait
 
 PHASES = ("wait", "upload", "prepare", "march")
 # a phase's key among a task's timings (beside load/render/write): render_wait, render_upload, ...
@@ -54,10 +57,5 @@ def take() -> dict[str, float]:
 
 
 def _synchronise(device) -> None:
-    if device is None:
-        return
-    import torch
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    if device is not None:
+        wait(device)  # asleep, not spinning a core the CT decoders need (device_wait.py)
