@@ -79,6 +79,11 @@ def print_summary(report) -> None:
     console.print(f"[bold green]{done}[/] CT(s) rendered, {report.views_rendered} views in "
                   f"{report.wall_seconds:.1f}s{rate} (summed over CTs: {split}); {report.skipped_done} "
                   f"already done; backend {report.backend['backend']} on {report.backend['device']}")
+    if report.changed_sources:
+        shown = ", ".join(report.changed_sources[:5]) + (", ..." if len(report.changed_sources) > 5 else "")
+        console.print(f"[yellow]{len(report.changed_sources)} CT(s) done before were rendered again[/]: their "
+                      f"source files changed since they were read ({shown}; all in the run report)",
+                      highlight=False)
     if report.peak_memory_bytes:
         console.print(f"peak device memory {report.peak_memory_bytes / 2**30:.2f} GiB")
     if report.cluster:

@@ -21,6 +21,8 @@ class RunReport:
     views_per_ct: int
     started: float = 0.0  # wall-clock time (epoch seconds) the run began
     skipped_done: int = 0
+    # ids of CTs done in an earlier run whose source files changed since: rendered again
+    changed_sources: list[str] = field(default_factory=list)
     results: list[CTResult] = field(default_factory=list)
     wall_seconds: float = 0.0
     peak_memory_bytes: int | None = None

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from drrkit.ct.fingerprint import changed_since
 from drrkit.geometry.recipe import Recipe
 from drrkit.pipeline.bookkeeping import StatusLog
 from drrkit.pipeline.cluster import ClusterSpec
@@ -86,7 +87,13 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
     report = RunReport(str(job.out), job.recipe.name, backend, len(plan.entries), job.recipe.views_per_ct(),
                        started=started, startup_seconds=startup)
     statuses = writer.statuses()
-    todo = [i for i in range(len(plan.entries)) if statuses[i] != DONE]
+    # a done CT whose source files changed since it was read is rendered again (ct/fingerprint.py)
+    recorded = writer.source_fingerprints()
+    report.changed_sources = [plan.entries[i].id for i in range(len(plan.entries))
+                              if statuses[i] == DONE and plan.sources[i] is not None
+                              and changed_since(plan.sources[i], recorded[i])]
+    changed = set(report.changed_sources)
+    todo = [i for i in range(len(plan.entries)) if statuses[i] != DONE or plan.entries[i].id in changed]
     report.skipped_done = len(plan.entries) - len(todo)
     if on_start:
         on_start(len(todo), report.skipped_done)

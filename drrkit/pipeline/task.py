@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from drrkit.ct import CTReadError, CTSource, load_ct
 from drrkit.ct.errors import NoContrast
+from drrkit.ct.fingerprint import source_fingerprint
 from drrkit.geometry.recipe import Recipe
 from drrkit.render import timing as render_timing
 from drrkit.render.base import DensityUndefined, Renderer, render_all
@@ -39,11 +40,15 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
     result = CTResult(ct_index, source.id, "failed")
     t0 = time.perf_counter()
     try:
+        try:  # before the read: a file rewritten while it is read then differs at the next resume
+            fingerprint = source_fingerprint(source)
+        except OSError:
+            fingerprint = ""  # the read below fails with the reason, by the reader's own rules
         ct = load_ct(source)
         hu_min, hu_max = ct.hu_range()  # from the stored integers where the file has them
         result.info = {"shape": list(ct.shape), "spacing": list(ct.spacing), "affine": ct.affine.tolist(),
                        "hu_min": hu_min, "hu_max": hu_max,
-                       "checksum": ct.checksum(), "labels": source.labels or ""}
+                       "checksum": ct.checksum(), "labels": source.labels or "", "source_stat": fingerprint}
         if ct.meta.get("rescale_defaulted"):  # rendered as asked, but the user should know
             result.info["warnings"] = [f"{source.path}: no slice carries RescaleSlope/RescaleIntercept; "
                                        "the stored values were read as HU (slope 1, intercept 0)"]

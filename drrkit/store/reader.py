@@ -68,7 +68,9 @@ class Corpus:
         if self.n_cts == 0:
             return []
         cts = self.root["cts"]
-        cols = {name: cts[name][:] for name in (*schema.CT_STRING_ARRAYS, *schema.CT_NUMERIC_ARRAYS)}
+        names = (*schema.CT_STRING_ARRAYS, *(n for n in schema.CT_OPTIONAL_STRING_ARRAYS if n in cts),
+                 *schema.CT_NUMERIC_ARRAYS)
+        cols = {name: cts[name][:] for name in names}
         return [{name: _plain(col[i]) for name, col in cols.items()} for i in range(self.n_cts)]
 
     def ct_rows(self, ct_index: int) -> slice:

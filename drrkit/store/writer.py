@@ -222,7 +222,7 @@ def _create(path: Path, recipe: Recipe, entries: list[CTEntry], identity: dict,
         root.create_array("bboxes", shape=(n_rows, n_ch, 4), dtype="float32", chunks=(views, n_ch, 4),
                           fill_value=np.nan)
     chunk = min(max(1, n_cts), schema.CT_TABLE_CHUNK)
-    for name in schema.CT_STRING_ARRAYS:
+    for name in (*schema.CT_STRING_ARRAYS, *schema.CT_OPTIONAL_STRING_ARRAYS):
         root.create_array(f"cts/{name}", shape=(n_cts,), dtype=str, chunks=(chunk,), fill_value="")
     for name, (tail, dtype) in schema.CT_NUMERIC_ARRAYS.items():
         fill = np.nan if dtype.startswith("float") else -1
@@ -294,8 +294,9 @@ class CorpusWriter:
         cts, index = self.root["cts"], np.array([i for i, _ in items])
         for name, (_, dtype) in schema.CT_NUMERIC_ARRAYS.items():
             cts[name].oindex[index] = np.stack([np.asarray(info[name], dtype=dtype) for _, info in items])
-        for name in ("checksum", "labels", "mask_structures"):
-            cts[name].oindex[index] = np.array([str(info.get(name, "")) for _, info in items], dtype=object)
+        for name in ("checksum", "labels", "mask_structures", *schema.CT_OPTIONAL_STRING_ARRAYS):
+            if name in cts:  # an optional column of a store made before it existed: not recorded
+                cts[name].oindex[index] = np.array([str(info.get(name, "")) for _, info in items], dtype=object)
 
     def mark_done(self, ct_index: int) -> None:
         """Client: only after the task reported its rows written."""
@@ -323,6 +324,15 @@ class CorpusWriter:
         if run.get("renderer") == asked and resolved != asked:
             attrs["run"] = {**run, "renderer": resolved}
             self.root.attrs[schema.ATTRS_KEY] = attrs
+
+    def source_fingerprints(self) -> list[str]:
+        """Per CT, the source fingerprint recorded when it was read ("" where none: not read yet,
+        or a store made before fingerprints were recorded)."""
+        cts = self.root["cts"]
+        n = cts["status"].shape[0]
+        if "source_stat" not in cts or not n:
+            return [""] * n
+        return [str(v) for v in cts["source_stat"][:]]
 
     def statuses(self) -> np.ndarray:
         return np.asarray(self.root["cts/status"][:]) if self.root["cts/status"].shape[0] else np.array([])

@@ -1,0 +1,84 @@
+"""A resume renders again a done CT whose source files changed since it was read (ct/fingerprint.py)."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import zarr
+
+from drrkit.ct.discover import CTSource
+from drrkit.ct.fingerprint import changed_since, source_fingerprint
+from drrkit.geometry.recipe import Recipe
+from drrkit.phantom import write_cohort
+from drrkit.pipeline import RenderJob, render_corpus
+from drrkit.store import open_corpus
+from drrkit.store.verify import verify_store
+
+RECIPE = {"name": "mini", "detector": {"sdd": 1020, "height": 16, "width": 16, "delx": 24.0, "dely": 24.0},
+          "poses": {"sampling": "grid", "rotation": {"z": {"start": -90, "stop": 90, "num": 3}},
+                    "translation": {"y": 700}}}
+
+
+@pytest.fixture
+def cts(tmp_path):
+    d = tmp_path / "cts"
+    write_cohort(d, n=2, shape=24, seed=3)
+    write_cohort(tmp_path / "other", n=3, shape=24, seed=9)
+    return d
+
+
+def job(ct_dir, out):
+    return RenderJob(recipe=Recipe.from_dict(RECIPE), out=out, ct_dir=ct_dir, device="cpu", backend="fast")
+
+
+def test_a_replaced_source_is_rendered_again_and_the_rest_skipped(cts, tmp_path):
+    out = tmp_path / "c.zarr"
+    assert render_corpus(job(cts, out)).exit_code == 0
+    before = np.asarray(open_corpus(out).images[:])
+    # phantom_0001 replaced by another phantom's file, with a later modification time
+    shutil.copyfile(tmp_path / "other" / "phantom_0002.nii.gz", cts / "phantom_0001.nii.gz")
+    st = os.stat(cts / "phantom_0001.nii.gz")
+    os.utime(cts / "phantom_0001.nii.gz", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    again = render_corpus(job(cts, out))
+    assert again.exit_code == 0 and again.changed_sources == ["phantom_0001"] and again.skipped_done == 1
+    assert [r.ct_id for r in again.results] == ["phantom_0001"]
+    after = np.asarray(open_corpus(out).images[:])
+    np.testing.assert_array_equal(after[:3], before[:3])  # phantom_0000: kept as it was
+    assert not np.array_equal(after[3:], before[3:])
+    fresh = tmp_path / "fresh.zarr"  # the replaced CT's rows are what a clean run of the new file gives
+    render_corpus(job(cts, fresh))
+    np.testing.assert_array_equal(after, np.asarray(open_corpus(fresh).images[:]))
+    assert verify_store(open_corpus(out), checksums=True).ok  # the table's checksums describe the files now on disk
+    assert render_corpus(job(cts, out)).changed_sources == []  # and a third run has nothing to redo
+
+
+def test_fingerprints_are_recorded_and_survive_a_move_with_times_kept(cts, tmp_path):
+    out = tmp_path / "c.zarr"
+    render_corpus(job(cts, out))
+    table = open_corpus(out).ct_table()
+    assert all(row["source_stat"].startswith("stat-xxh3:2:") for row in table)  # the CT and its label map
+    moved = tmp_path / "moved"
+    shutil.copytree(cts, moved)  # copy2: times kept, as rsync -a or cp -p would
+    source = CTSource("phantom_0000", str(moved / "phantom_0000.nii.gz"), "nifti",
+                      (str(moved / "phantom_0000.nii.gz"),), labels=str(moved / "labels" / "phantom_0000.nii.gz"))
+    assert source_fingerprint(source) == table[0]["source_stat"]
+    assert not changed_since(source, table[0]["source_stat"])
+    assert not changed_since(source, "")  # nothing recorded: nothing to compare
+    relabelled = CTSource(source.id, source.path, source.kind, source.files,
+                          labels=str(moved / "labels" / "phantom_0001.nii.gz"))
+    assert changed_since(relabelled, table[0]["source_stat"])  # another label map: the masks would be stale
+    os.remove(moved / "phantom_0000.nii.gz")
+    assert changed_since(source, table[0]["source_stat"])  # gone since: rendered again, failing with why
+
+
+def test_a_store_made_before_fingerprints_resumes_and_verifies(cts, tmp_path):
+    out = tmp_path / "c.zarr"
+    render_corpus(job(cts, out))
+    zarr.open_group(str(out), mode="r+")["cts"].__delitem__("source_stat")  # as stores made before
+    assert "source_stat" not in open_corpus(out).ct_table()[0]
+    shutil.copyfile(tmp_path / "other" / "phantom_0002.nii.gz", cts / "phantom_0001.nii.gz")
+    again = render_corpus(job(cts, out))  # nothing recorded, so nothing to compare: both skipped
+    assert again.exit_code == 0 and again.changed_sources == [] and again.skipped_done == 2
+    report = verify_store(open_corpus(out), checksums=True)
+    assert not report.ok and any("phantom_0001" in c.detail for c in report.checks if c.ok is False)  # verify tells
