@@ -287,7 +287,9 @@ def cuda_wait_ratios(runs: list[dict]) -> dict:
             block, spin = pair["block"], pair["spin"]
             out[workers] = {
                 "views_per_s": block["views_per_s"] / spin["views_per_s"],
-                "middle_half_views_per_s": (block["middle_half_views_per_s"] or 0.0) / (spin["middle_half_views_per_s"] or 1.0),
+                "middle_half_views_per_s": (block["middle_half_views_per_s"] / spin["middle_half_views_per_s"]
+                                            if block["middle_half_views_per_s"] and spin["middle_half_views_per_s"]
+                                            else None),
                 "cpu_seconds_per_ct_spin_over_block": spin["cpu_seconds_per_ct"] / block["cpu_seconds_per_ct"]}
     return out
 
@@ -321,7 +323,8 @@ def existing_or_new_cts(out: Path, n: int, depth: int) -> list[Path]:
 
 
 def write_result(args, runs: list[dict], peer: dict) -> None:
-    best = max((r for r in runs if r["allocator"] == "drrkit" and r["cuda_wait"] == "block"),
+    wait = "block" if any(r["cuda_wait"] == "block" for r in runs) else "spin"  # drrkit's default where it ran
+    best = max((r for r in runs if r["allocator"] == "drrkit" and r["cuda_wait"] == wait),
                key=lambda r: r["views_per_s"], default=None)
     result = {"benchmark": "corpus", "machine": machine_info(), "params": {k: str(v) for k, v in vars(args).items()},
               "drrkit": best, "drrkit_runs": runs, "peer_xwin_serial_loop": peer,

@@ -28,7 +28,8 @@ class RunReport:
     peak_memory_bytes: int | None = None
     cluster: dict | None = None
     # seconds from the start of the run to the end of each start-up step, in order: plan (inputs
-    # found, headers read), store (created or opened), and on a cluster: cluster (scheduler and
+    # found, headers read), store (created or opened; in-process runs build their renderer just
+    # before), and on a cluster: cluster (scheduler and
     # worker processes up), workers_ready (every worker built its renderer)
     startup_seconds: dict = field(default_factory=dict)
     interrupted: bool = False

@@ -23,8 +23,9 @@ from drrkit.pipeline.plan import plan_corpus
 from drrkit.pipeline.removed import with_removed_failures
 from drrkit.pipeline.report import RunReport, report_path
 from drrkit.pipeline.task import CTResult, render_ct
+from drrkit.render import device_wait
 from drrkit.store import create_or_open
-from drrkit.store.schema import DONE
+from drrkit.store.schema import DONE, PENDING
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
                   cluster: ClusterSpec | None = None, task: Callable | None = None) -> RunReport:
     """Render every planned CT into `job.out`; resume when the store already holds some of them."""
     t0, started = time.perf_counter(), time.time()
+    device_wait.mode()  # a bad DRRKIT_CUDA_WAIT is refused here, not by every CT's render on CUDA
     startup = {}
     plan = plan_corpus(job.ct_dir, job.manifest, job.labels_dir, job.scan_jobs)
     if not job.overwrite:  # failed inputs deleted since the store was made keep their rows
@@ -88,12 +90,14 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
                        started=started, startup_seconds=startup)
     statuses = writer.statuses()
     # a done CT whose source files changed since it was read is rendered again (ct/fingerprint.py)
-    recorded = writer.source_fingerprints()
-    report.changed_sources = [plan.entries[i].id for i in range(len(plan.entries))
-                              if statuses[i] == DONE and plan.sources[i] is not None
-                              and changed_since(plan.sources[i], recorded[i])]
-    changed = set(report.changed_sources)
-    todo = [i for i in range(len(plan.entries)) if statuses[i] != DONE or plan.entries[i].id in changed]
+    recorded, masks = writer.source_fingerprints(), job.recipe.masks is not None
+    changed = [i for i in range(len(plan.entries)) if statuses[i] == DONE and plan.sources[i] is not None
+               and changed_since(plan.sources[i], recorded[i], masks)]
+    report.changed_sources = [plan.entries[i].id for i in changed]
+    # pending while their rows are rewritten: no reader, and no later resume, takes them as done
+    writer.set_statuses([(i, PENDING, "", "") for i in changed])
+    redo = set(changed)
+    todo = [i for i in range(len(plan.entries)) if statuses[i] != DONE or i in redo]
     report.skipped_done = len(plan.entries) - len(todo)
     if on_start:
         on_start(len(todo), report.skipped_done)

@@ -41,7 +41,7 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
     t0 = time.perf_counter()
     try:
         try:  # before the read: a file rewritten while it is read then differs at the next resume
-            fingerprint = source_fingerprint(source)
+            fingerprint = source_fingerprint(source, masks=recipe.masks is not None)
         except OSError:
             fingerprint = ""  # the read below fails with the reason, by the reader's own rules
         ct = load_ct(source)

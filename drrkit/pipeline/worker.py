@@ -51,12 +51,13 @@ class RenderPlugin(WorkerPlugin):
         t0 = time.perf_counter()
         import torch
 
-        from drrkit.render import make_renderer
+        from drrkit.render import device_wait, make_renderer
         from drrkit.store import CorpusWriter
 
         threads = os.environ.get("DRRKIT_TORCH_THREADS")
         if threads:
             torch.set_num_threads(int(threads))
+        device_wait.mode()  # this worker's DRRKIT_CUDA_WAIT, refused at setup if it is not block/spin
         renderer = make_renderer(self.recipe, self.backend, self.device, self.batch_size)
         worker.drrkit = {"renderer": _SerialRenderer(renderer), "writer": CorpusWriter(self.store),
                          "recipe": self.recipe, "setup_seconds": time.perf_counter() - t0}

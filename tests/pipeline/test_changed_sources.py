@@ -9,7 +9,7 @@ import zarr
 
 from drrkit.ct.discover import CTSource
 from drrkit.ct.fingerprint import changed_since, source_fingerprint
-from drrkit.geometry.recipe import Recipe
+from drrkit.geometry.recipe import Recipe, load_recipe
 from drrkit.phantom import write_cohort
 from drrkit.pipeline import RenderJob, render_corpus
 from drrkit.store import open_corpus
@@ -57,7 +57,8 @@ def test_fingerprints_are_recorded_and_survive_a_move_with_times_kept(cts, tmp_p
     out = tmp_path / "c.zarr"
     render_corpus(job(cts, out))
     table = open_corpus(out).ct_table()
-    assert all(row["source_stat"].startswith("stat-xxh3:2:") for row in table)  # the CT and its label map
+    assert all(row["source_stat"].startswith("stat-xxh3:1:") and ";labels:" not in row["source_stat"]
+               for row in table)  # the CT file alone: this recipe projects no masks from its label map
     moved = tmp_path / "moved"
     shutil.copytree(cts, moved)  # copy2: times kept, as rsync -a or cp -p would
     source = CTSource("phantom_0000", str(moved / "phantom_0000.nii.gz"), "nifti",
@@ -65,9 +66,11 @@ def test_fingerprints_are_recorded_and_survive_a_move_with_times_kept(cts, tmp_p
     assert source_fingerprint(source) == table[0]["source_stat"]
     assert not changed_since(source, table[0]["source_stat"])
     assert not changed_since(source, "")  # nothing recorded: nothing to compare
+    with_labels = source_fingerprint(source, masks=True)  # a mask recipe's record: the label map too
     relabelled = CTSource(source.id, source.path, source.kind, source.files,
                           labels=str(moved / "labels" / "phantom_0001.nii.gz"))
-    assert changed_since(relabelled, table[0]["source_stat"])  # another label map: the masks would be stale
+    assert changed_since(relabelled, with_labels, masks=True)  # another label map: the masks would be stale
+    assert not changed_since(relabelled, table[0]["source_stat"], masks=True)  # none recorded: no say
     os.remove(moved / "phantom_0000.nii.gz")
     assert changed_since(source, table[0]["source_stat"])  # gone since: rendered again, failing with why
 
@@ -82,3 +85,40 @@ def test_a_store_made_before_fingerprints_resumes_and_verifies(cts, tmp_path):
     assert again.exit_code == 0 and again.changed_sources == [] and again.skipped_done == 2
     report = verify_store(open_corpus(out), checksums=True)
     assert not report.ok and any("phantom_0001" in c.detail for c in report.checks if c.ok is False)  # verify tells
+
+
+def test_a_changed_ct_is_pending_while_its_rows_are_rewritten(cts, tmp_path):
+    out = tmp_path / "c.zarr"
+    render_corpus(job(cts, out))
+    shutil.copyfile(tmp_path / "other" / "phantom_0002.nii.gz", cts / "phantom_0001.nii.gz")
+    seen = []
+    render_corpus(job(cts, out), on_start=lambda todo, done: seen.append(
+        [row["status"] for row in open_corpus(out).ct_table()]))
+    assert seen == [["done", "pending"]]  # no reader, and no resume after a crash, takes it as done
+    assert [row["status"] for row in open_corpus(out).ct_table()] == ["done", "done"]
+
+
+def test_label_maps_count_only_for_mask_recipes_and_only_when_the_resume_has_them(tmp_path):
+    cts = tmp_path / "cts"
+    write_cohort(cts, n=2, shape=32, seed=3, nodule_prob=1.0)
+    shutil.move(str(cts / "labels"), str(tmp_path / "labels"))
+    recipe = load_recipe("chexgen").with_height(16).with_views(2)
+    out = tmp_path / "m.zarr"
+    masks = RenderJob(recipe=recipe, out=out, ct_dir=cts, labels_dir=tmp_path / "labels", device="cpu")
+    assert render_corpus(masks).exit_code == 0
+    # the same command with --labels forgotten: nothing changed on disk, nothing rendered or failed
+    again = render_corpus(RenderJob(recipe=recipe, out=out, ct_dir=cts, device="cpu"))
+    assert again.exit_code == 0 and again.changed_sources == [] and again.skipped_done == 2
+    # the structure table the masks were projected with, edited: those masks are stale
+    table = tmp_path / "labels" / "structures.csv"
+    header, first, second, *rest = table.read_text().splitlines()
+    (a, ia), (b, ib) = first.split(","), second.split(",")
+    table.write_text("\n".join([header, f"{a},{ib}", f"{b},{ia}", *rest]) + "\n")
+    assert sorted(render_corpus(masks).changed_sources) == ["phantom_0000", "phantom_0001"]
+    assert render_corpus(masks).changed_sources == []
+    # a store without masks ignores label maps: removing them changes nothing
+    plain = tmp_path / "c.zarr"
+    shutil.move(str(tmp_path / "labels"), str(cts / "labels"))
+    render_corpus(job(cts, plain))
+    shutil.rmtree(cts / "labels")
+    assert render_corpus(job(cts, plain)).changed_sources == []

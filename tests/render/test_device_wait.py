@@ -48,3 +48,17 @@ def test_a_wait_on_queued_kernels_sleeps_and_spin_mode_spins(monkeypatch):
     assert wall > 0.1 and cpu < 0.2 * wall, (cpu, wall)
     cpu, wall = _thread_cpu_while_waiting("spin", monkeypatch)
     assert wall > 0.1 and cpu > 0.5 * wall, (cpu, wall)  # CUDA's default, kept for comparison runs
+
+
+def test_a_bad_value_is_refused_before_the_store_is_made(monkeypatch, tmp_path):
+    from drrkit.geometry.recipe import Recipe
+    from drrkit.pipeline import RenderJob, render_corpus
+
+    monkeypatch.setenv("DRRKIT_CUDA_WAIT", "sleepy")
+    recipe = Recipe.from_dict({"name": "mini", "detector": {"sdd": 1020, "height": 8, "width": 8, "delx": 48.0,
+                                                             "dely": 48.0},
+                               "poses": {"sampling": "grid", "rotation": {"z": {"start": 0, "stop": 0, "num": 1}},
+                                         "translation": {"y": 700}}})
+    with pytest.raises(ValueError, match="DRRKIT_CUDA_WAIT"):
+        render_corpus(RenderJob(recipe=recipe, out=tmp_path / "c.zarr", device="cpu"))
+    assert not (tmp_path / "c.zarr").exists()
