@@ -266,7 +266,7 @@ def allocator_ratios(runs: list[dict]) -> dict:
     """Per --workers value run both ways: drrkit's allocator settings over the defaults."""
     out = {}
     for workers in dict.fromkeys(r["workers"] for r in runs):
-        pair = {r["allocator"]: r for r in runs if r["workers"] == workers and r.get("cuda_wait", "block") == "block"}
+        pair = {r["allocator"]: r for r in runs if r["workers"] == workers and r["cuda_wait"] == "block"}
         if len(pair) == 2:
             kept, default = pair["drrkit"], pair["default"]
             out[workers] = {

@@ -56,7 +56,7 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
         result.error_kind, result.error = exc.kind, str(exc)
         return result
     except Exception as exc:  # a reader's unforeseen failure: this CT fails, the run goes on (as on Dask)
-        return _task_error(result, source, exc)
+        return _failed(result, source, "task_error", exc)
     t1 = time.perf_counter()
     render_timing.take()  # this thread's clock from here on: this CT's render calls alone
     try:
@@ -78,11 +78,9 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
         return result
     except (RuntimeError, ValueError, MemoryError, OSError) as exc:
         # Recorded with its reason and reported (exit code 3); never silently dropped.
-        result.error_kind = f"render_error:{type(exc).__name__}"
-        result.error = f"{source.path}: {exc}\n{traceback.format_exc(limit=3)}"
-        return result
+        return _failed(result, source, "render_error", exc)
     except Exception as exc:
-        return _task_error(result, source, exc)
+        return _failed(result, source, "task_error", exc)
     t3 = time.perf_counter()
     result.status, result.views = "done", len(poses)
     # "render" is the whole phase; render_wait/upload/prepare/march are where it went (render/timing.py)
@@ -92,9 +90,10 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
     return result
 
 
-def _task_error(result: CTResult, source: CTSource, exc: Exception) -> CTResult:
-    """An unforeseen exception, recorded against its CT with its traceback, as a Dask run records
-    a failed task (`task_error:<type>`): in-process and Dask runs end the same way (exit code 3)."""
-    result.error_kind = f"task_error:{type(exc).__name__}"
+def _failed(result: CTResult, source: CTSource, kind: str, exc: Exception) -> CTResult:
+    """`exc` recorded against its CT as `<kind>:<type>` with its traceback. `task_error` is an
+    unforeseen exception, named as a Dask run names a failed task, so in-process and Dask runs end
+    the same way (exit code 3)."""
+    result.error_kind = f"{kind}:{type(exc).__name__}"
     result.error = f"{source.path}: {exc}\n{traceback.format_exc(limit=3)}"
     return result

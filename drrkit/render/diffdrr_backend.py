@@ -33,9 +33,10 @@ def diffdrr_subject(ct: CTVolume, volume: VolumeSpec, field: np.ndarray | None =
     from diffdrr.data import read
     from torchio import ScalarImage
 
-    if field is None:
-        above = ct.hu[ct.hu > -800]
-        if not (above.size and above.min() <= 350 and above.max() > above.min()):
+    if field is None:  # masked reductions: no copy of the voxels above -800 HU
+        above = ct.hu > -800
+        lo = np.min(ct.hu, where=above, initial=np.inf)
+        if not (lo <= 350 and np.max(ct.hu, where=above, initial=-np.inf) > lo):
             raise DensityUndefined("CT has no voxel in (-800, 350] HU, or all its voxels above -800 HU hold one "
                                    "value: DiffDRR's density is undefined or constant (0/0)")
     image = ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(ct.hu))[None],

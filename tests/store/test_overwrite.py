@@ -17,6 +17,14 @@ def job(ct_dir, out, **kw):
     return RenderJob(recipe=Recipe.from_dict(RECIPE), out=out, ct_dir=ct_dir, device="cpu", **kw)
 
 
+def rendered(tmp_path, n: int):
+    """A folder of n phantoms and the store rendered from it."""
+    cts, out = tmp_path / "cts", tmp_path / "s.zarr"
+    write_cohort(cts, n=n, shape=16, seed=1)
+    assert render_corpus(job(cts, out)).exit_code == 0
+    return cts, out
+
+
 def test_overwrite_refuses_the_ct_folder_and_deletes_nothing(tmp_path):
     cts = tmp_path / "cts"
     write_cohort(cts, n=2, shape=16, seed=1)
@@ -33,10 +41,7 @@ def test_overwrite_refuses_the_ct_folder_and_deletes_nothing(tmp_path):
 
 
 def test_overwrite_replaces_a_store_or_fills_an_empty_folder(tmp_path):
-    cts = tmp_path / "cts"
-    write_cohort(cts, n=2, shape=16, seed=1)
-    out = tmp_path / "s.zarr"
-    assert render_corpus(job(cts, out)).exit_code == 0
+    cts, out = rendered(tmp_path, n=2)
     one = tmp_path / "one"
     write_cohort(one, n=1, shape=16, seed=1)
     assert render_corpus(job(one, out, overwrite=True)).exit_code == 0
@@ -47,10 +52,7 @@ def test_overwrite_replaces_a_store_or_fills_an_empty_folder(tmp_path):
 
 
 def test_an_empty_ct_dir_is_refused_and_an_existing_store_kept(tmp_path):
-    cts = tmp_path / "cts"
-    write_cohort(cts, n=1, shape=16, seed=1)
-    out = tmp_path / "s.zarr"
-    assert render_corpus(job(cts, out)).exit_code == 0
+    cts, out = rendered(tmp_path, n=1)
     empty = tmp_path / "unmounted"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="no CT found"):
