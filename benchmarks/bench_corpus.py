@@ -244,8 +244,13 @@ def drrkit_run(inputs: list[str], out: Path, workers: str, args, allocator: str 
             "steady_views_per_s": report.get("steady_views_per_second"),
             "middle_half_views_per_s": report.get("middle_half_views_per_second"),
             "first_ct_after_s": report.get("first_ct_after_seconds"),
-            # end of each start-up step, seconds into the run (plan, store, cluster, workers_ready)
+            # end of each start-up step, seconds into the run (plan, store, cluster, plugin: CTs
+            # submitted while the workers' renderers build)
             "startup_s": report.get("startup_seconds"),
+            # after the last CT: renderer descriptions and the cluster closing
+            "shutdown_s": report.get("shutdown_seconds"),
+            # the process outside render_corpus: interpreter start, imports, report, exit
+            "outside_run_s": wall - report["wall_seconds"],
             "phase_seconds_summed_over_cts": report["phase_seconds"],
             # the same per CT rendered: render_wait/upload/prepare/march say whether a run waits on
             # the device (lock, host-to-device copy, per-CT preparation, kernels) or on the host

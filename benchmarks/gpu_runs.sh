@@ -91,10 +91,13 @@ corpus-long)  # next GPU session (issue 3), ~300 s: corpus-procs (2026-12-04) sp
   # 512x512x300, each named 16 times (512 tasks) at 256^2, both with host threads asleep while they wait on
   # the GPU (drrkit's default since 2026-12-04) and spinning (CUDA's default: the A/B of device_wait.py),
   # then 4 times at 512^2. New since corpus-procs, none measured on a GPU: start-up steps in the report,
-  # autotuned tiles kept on disk (triton_march.py), sleeping waits, GPU use between first and last CT.
-  step pytest-gpu-new 45 python3 -m pytest -q -m gpu -p no:cacheprovider tests/render/test_device_wait.py \
-      tests/render/test_triton_march.py
-  step bench-corpus-long 170 python3 benchmarks/bench_corpus.py --n-cts 32 --repeat 16 --depth 300 --height 256 \
+  # autotuned tiles kept on disk (triton_march.py), sleeping waits, GPU use between first and last CT;
+  # since 2026-12-05: tiles tuned by one process of the machine at a time (render/tuning_lock.py), CTs
+  # submitted while the workers' renderers and CUDA contexts build (pipeline/worker.py), and the report's
+  # plugin/shutdown/outside-run seconds (where the ~21 s went).
+  step pytest-gpu-new 60 python3 -m pytest -q -m gpu -p no:cacheprovider tests/render/test_device_wait.py \
+      tests/render/test_triton_march.py tests/render/test_tuning_lock.py tests/pipeline/test_dask.py
+  step bench-corpus-long 155 python3 benchmarks/bench_corpus.py --n-cts 32 --repeat 16 --depth 300 --height 256 \
       --device cuda --workers 8 --cuda-wait both --peer-cts 4 --workdir "$W/corpus" --out "$R/corpus-long-$T.json"
   step bench-corpus512-long 80 python3 benchmarks/bench_corpus.py --n-cts 32 --repeat 4 --depth 300 --height 512 \
       --device cuda --workers 8 --peer-cts 2 --workdir "$W/corpus" --out "$R/corpus512-long-$T.json"

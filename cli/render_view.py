@@ -84,12 +84,19 @@ def print_summary(report) -> None:
         console.print(f"[yellow]{len(report.changed_sources)} CT(s) done before were rendered again[/]: their "
                       f"source files changed since they were read ({shown}; all in the run report)",
                       highlight=False)
+    if report.missing_sources:
+        gone = list(report.missing_sources)
+        shown = ", ".join(gone[:5]) + (", ..." if len(gone) > 5 else "")
+        console.print(f"[yellow]{len(gone)} CT(s) done before have no readable input now[/]: their rows are "
+                      f"kept as rendered then ({shown}; reasons in the run report)", highlight=False)
     if report.peak_memory_bytes:
         console.print(f"peak device memory {report.peak_memory_bytes / 2**30:.2f} GiB")
     if report.cluster:
         steps = report.startup_seconds
-        ready = (f"; workers ready {steps['workers_ready']:.1f}s into the run (cluster up at {steps['cluster']:.1f}s)"
-                 if "workers_ready" in steps else "")
+        ready = (f"; CTs submitted {steps['plugin']:.1f}s into the run (cluster up at {steps['cluster']:.1f}s)"
+                 if "plugin" in steps else "")
+        if report.shutdown_seconds is not None:
+            ready += f", closed {report.shutdown_seconds:.1f}s after the last CT"
         console.print(f"dask: {report.cluster['workers']} worker(s), {report.cluster['threads']} thread(s), "
                       f"scheduler {report.cluster['scheduler']}{ready}")
     on_cuda = str(report.backend.get("device", "")).startswith("cuda")

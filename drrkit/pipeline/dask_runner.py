@@ -17,8 +17,9 @@ def run_on_cluster(todo: Iterable[int], plan, job, spec: ClusterSpec, accept: Ca
                    task: Callable = render_ct_task, on_ready: Callable[[str], None] = lambda step: None) -> dict:
     """Render CTs `todo` on the cluster; `accept` is called in the client for every result.
     Returns a description of the cluster used. `task` is replaceable for fault-injection tests;
-    `on_ready` hears "cluster" once the client is connected and "workers_ready" once every worker
-    has built its renderer."""
+    `on_ready` hears "cluster" once the client is connected, "plugin" once every worker has its
+    state (tasks are submitted from then on, renderers still building) and "tasks_done" once
+    every CT's result is in."""
     from distributed import as_completed
 
     client = start_client(spec)
@@ -26,13 +27,12 @@ def run_on_cluster(todo: Iterable[int], plan, job, spec: ClusterSpec, accept: Ca
     futures: dict = {}
     try:
         plugin_name = f"{PLUGIN_NAME}-{hashlib.sha1(str(job.out).encode()).hexdigest()[:8]}"
+        # returns once every worker has the plugin; their renderers build in the background while
+        # the first CTs decode (worker.py)
         client.register_plugin(RenderPlugin(job.recipe, job.backend, job.device, job.batch_size, str(job.out)),
                                name=plugin_name)
-        on_ready("workers_ready")
+        on_ready("plugin")
         info = client.scheduler_info()
-        renderers = client.run(describe_renderer)  # what each worker resolved auto/auto to
-        setup = client.run(renderer_setup_seconds)
-        malloc = client.run(malloc_environ)  # whether each worker keeps freed memory (allocator.py)
         threads = sum(w["nthreads"] for w in info["workers"].values()) or 1
         queue = list(todo)
         window = max(4, 2 * threads)  # enough to keep every thread busy, bounded for 50k-CT corpora
@@ -63,6 +63,11 @@ def run_on_cluster(todo: Iterable[int], plan, job, spec: ClusterSpec, accept: Ca
             future = next(iter(done_stream))
             futures.pop(future.key)
             accept(_result_of(future, index, plan, spec))
+        on_ready("tasks_done")
+        info = client.scheduler_info()  # the workers at the end (replacements included)
+        renderers = client.run(describe_renderer)  # what each worker resolved auto/auto to
+        setup = client.run(renderer_setup_seconds)
+        malloc = client.run(malloc_environ)  # whether each worker keeps freed memory (allocator.py)
         return {"scheduler": spec.scheduler or "local", "address": info["address"],
                 "workers": len(info["workers"]), "threads": threads,
                 "isolated_retries": len(suspects), "renderers": renderers, "malloc_environ": malloc,

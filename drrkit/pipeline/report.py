@@ -23,6 +23,8 @@ class RunReport:
     skipped_done: int = 0
     # ids of CTs done in an earlier run whose source files changed since: rendered again
     changed_sources: list[str] = field(default_factory=list)
+    # done CTs whose input is unreadable at this run (id → reason): kept as done, not rendered again
+    missing_sources: dict[str, str] = field(default_factory=dict)
     results: list[CTResult] = field(default_factory=list)
     wall_seconds: float = 0.0
     peak_memory_bytes: int | None = None
@@ -30,8 +32,12 @@ class RunReport:
     # seconds from the start of the run to the end of each start-up step, in order: plan (inputs
     # found, headers read), store (created or opened; in-process runs build their renderer just
     # before), and on a cluster: cluster (scheduler and
-    # worker processes up), workers_ready (every worker built its renderer)
+    # worker processes up), plugin (every worker holds the store and has started building its
+    # renderer; CT tasks are submitted from here and decode while renderers build)
     startup_seconds: dict = field(default_factory=dict)
+    # on a cluster: seconds from the last CT's result to the end of the run (the workers'
+    # renderer descriptions, the cluster closing)
+    shutdown_seconds: float | None = None
     interrupted: bool = False
     machine: dict = field(default_factory=lambda: {"python": platform.python_version(),
                                                    "platform": platform.platform(),

@@ -94,6 +94,9 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
     changed = [i for i in range(len(plan.entries)) if statuses[i] == DONE and plan.sources[i] is not None
                and changed_since(plan.sources[i], recorded[i], masks)]
     report.changed_sources = [plan.entries[i].id for i in changed]
+    # done CTs whose input cannot be read now (deleted, moved): their rows stand, and the run says so
+    report.missing_sources = {plan.entries[i].id: str(plan.discovery_errors.get(i, "not found"))
+                              for i in range(len(plan.entries)) if statuses[i] == DONE and plan.sources[i] is None}
     # pending while their rows are rewritten: no reader, and no later resume, takes them as done
     writer.set_statuses([(i, PENDING, "", "") for i in changed])
     redo = set(changed)
@@ -110,6 +113,11 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
         if on_result:
             on_result(result)
 
+    ends = {}
+
+    def mark(step: str) -> None:  # start-up steps, then the end of the last task
+        (ends if step == "tasks_done" else startup).setdefault(step, time.perf_counter() - t0)
+
     failed_early = [i for i in todo if plan.sources[i] is None]
     runnable = [i for i in todo if plan.sources[i] is not None]
     try:
@@ -120,9 +128,7 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
             kwargs = {"task": task} if task else {}
             from drrkit.pipeline.dask_runner import run_on_cluster
 
-            report.cluster = run_on_cluster(runnable, plan, job, cluster, accept,
-                                            on_ready=lambda step: startup.setdefault(step, time.perf_counter() - t0),
-                                            **kwargs)
+            report.cluster = run_on_cluster(runnable, plan, job, cluster, accept, on_ready=mark, **kwargs)
             report.backend = resolved_renderer(report.cluster["renderers"], backend)
             writer.resolve_renderer(backend, report.backend)
         else:
@@ -133,6 +139,8 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
     finally:
         log.flush()
     report.wall_seconds = time.perf_counter() - t0
+    if "tasks_done" in ends:  # the cluster's descriptions and its closing, after the last CT
+        report.shutdown_seconds = report.wall_seconds - ends["tasks_done"]
     if renderer is not None:
         report.peak_memory_bytes = _peak(renderer.device)
     report.write(report_path(job.out))

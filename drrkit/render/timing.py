@@ -7,6 +7,8 @@ task that called them takes the sums with `take()` and records them beside load/
 The clock is per thread because a Dask worker runs several CT tasks in threads at once.
 
 Phases (seconds per CT, summed over every `render` call of the CT, masks included):
+  setup    waiting for the worker's renderer to be built (torch import, CUDA context), which
+           happens in the background while its first CTs decode (pipeline/worker.py): first CTs only
   wait     waiting for the worker's device (pipeline/worker.py serialises rendering per device)
   upload   the volume from host memory to the device (zero-copy, ~0, on the CPU)
   prepare  density, support crop, slab stacks or kernel layouts: per-CT work before any ray
@@ -23,7 +25,7 @@ from contextlib import contextmanager
 
 from drrkit.render.device_wait import wait
 
-PHASES = ("wait", "upload", "prepare", "march")
+PHASES = ("setup", "wait", "upload", "prepare", "march")
 # a phase's key among a task's timings (beside load/render/write): render_wait, render_upload, ...
 KEY_PREFIX = "render_"
 

@@ -36,6 +36,7 @@ import triton
 import triton.language as tl
 
 from drrkit.render.raymarch import NEAREST_MIN_SLABS
+from drrkit.render.tuning_lock import once_per_machine
 
 KINDS = {"nearest": 0, "box": 1, "exact": 1, "auto": 2}
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -187,6 +188,7 @@ def _joseph_kernel(vol0_ptr, vol1_ptr, vol2_ptr, mats_ptr, pts_ptr, out_ptr,
 # keyed by Triton's version, the GPU's architecture and the kernel's source: a corpus run starts one
 # worker process per GPU share, and without the cache every one of them re-times all six tiles at its
 # first CT, all on one GPU at once (time-sliced between processes), before rendering anything.
+# On a cold cache they take turns instead (render/tuning_lock.py): one tunes, the others read its result.
 _CACHE = {"cache_results": True} if "cache_results" in inspect.signature(triton.autotune).parameters else {}
 _TUNED = triton.autotune(
     configs=[triton.Config({"TH": th, "TW": tw}, num_warps=w) for th, tw, w in CONFIGS],
@@ -250,7 +252,13 @@ def project(volume: torch.Tensor | dict[int, torch.Tensor], cam_to_voxel: torch.
             NEAREST_MIN_SLABS, bucket)
     if config is None and _TUNED is not None:
         grid = lambda meta: (triton.cdiv(height, meta["TH"]) * triton.cdiv(width, meta["TW"]), views)  # noqa: E731
-        _TUNED[grid](*args, KIND=KINDS[kind])
+        def launch():
+            _TUNED[grid](*args, KIND=KINDS[kind])
+
+        if _CACHE:  # the first launch of a key tunes in one process of the machine at a time
+            once_per_machine((height, width, kind, bucket, str(first.dtype), str(device)), launch)
+        else:
+            launch()
     else:
         th, tw, warps = config or CONFIGS[0]
         grid = (triton.cdiv(height, th) * triton.cdiv(width, tw), views)

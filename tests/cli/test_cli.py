@@ -148,11 +148,12 @@ def test_summary_says_when_the_cluster_and_its_workers_were_ready():
     from drrkit.pipeline.report import RunReport
 
     report = RunReport("s.zarr", "xwin", {"backend": "fast", "device": "cuda"}, n_cts=1, views_per_ct=1,
-                       startup_seconds={"plan": 0.1, "store": 0.2, "cluster": 1.5, "workers_ready": 6.25})
-    report.cluster = {"workers": 8, "threads": 16, "scheduler": "local"}
+                       startup_seconds={"plan": 0.1, "store": 0.2, "cluster": 1.5, "plugin": 2.25})
+    report.cluster, report.shutdown_seconds = {"workers": 8, "threads": 16, "scheduler": "local"}, 0.75
     with console.capture() as out:
         print_summary(report)
-    assert "workers ready 6.2s into the run (cluster up at 1.5s)" in " ".join(out.get().split())
+    assert ("CTs submitted 2.2s into the run (cluster up at 1.5s), closed 0.8s after the last CT"
+            in " ".join(out.get().split()))
 
 
 def test_summary_puts_render_parts_after_render():

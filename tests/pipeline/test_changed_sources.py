@@ -122,3 +122,24 @@ def test_label_maps_count_only_for_mask_recipes_and_only_when_the_resume_has_the
     render_corpus(job(cts, plain))
     shutil.rmtree(cts / "labels")
     assert render_corpus(job(cts, plain)).changed_sources == []
+
+
+def test_a_done_manifest_input_deleted_since_is_kept_and_named(cts, tmp_path):
+    from cli.app import console
+    from cli.render_view import print_summary
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,id\n" + "".join(f"{cts / f'phantom_000{i}.nii.gz'},p{i}\n" for i in range(2)))
+    out = tmp_path / "c.zarr"
+    first = RenderJob(recipe=Recipe.from_dict(RECIPE), out=out, manifest=manifest, device="cpu", backend="fast")
+    assert render_corpus(first).exit_code == 0
+    before = np.asarray(open_corpus(out).images[:])
+    (cts / "phantom_0001.nii.gz").unlink()
+    again = render_corpus(first)
+    assert again.exit_code == 0 and again.skipped_done == 2 and again.results == []
+    assert list(again.missing_sources) == ["p1"] and "phantom_0001.nii.gz" in again.missing_sources["p1"]
+    np.testing.assert_array_equal(np.asarray(open_corpus(out).images[:]), before)  # rows kept as rendered
+    assert [row["status"] for row in open_corpus(out).ct_table()] == ["done", "done"]
+    with console.capture() as said:
+        print_summary(again)
+    assert "1 CT(s) done before have no readable input now" in " ".join(said.get().split())

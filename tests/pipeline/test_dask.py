@@ -61,7 +61,7 @@ def test_two_workers_complete_good_cts_and_name_the_bad_one(cohort, reference, t
     for r in report.results:  # where each done CT's render time went, on a worker: lock wait included
         if r.status == "done":
             parts = {k for k in r.timings if k.startswith("render_")}
-            assert parts == {"render_wait", "render_prepare", "render_march"}, r.timings
+            assert parts == {"render_setup", "render_wait", "render_prepare", "render_march"}, r.timings
             assert sum(r.timings[k] for k in parts) <= r.timings["render"] + 1e-6
     assert {"render_wait", "render_march"} <= set(report.phase_seconds())
     np.testing.assert_array_equal(np.asarray(open_corpus(out).images[:]), reference)
@@ -71,13 +71,15 @@ def test_two_workers_complete_good_cts_and_name_the_bad_one(cohort, reference, t
     # each worker's glibc malloc settings, as it started (drrkit.pipeline.allocator)
     assert list(report.cluster["malloc_environ"].values()) == [
         {k: os.environ.get(k, v) for k, v in KEEP_MEMORY_ENV.items()}] * 2
-    # where start-up went: the steps in order, each worker's renderer build, all before the first CT
+    # where start-up went: the steps in order, then the first CT; each worker built its renderer
+    # while CTs were already submitted, so the first CTs waited for it (render_setup)
     steps = report.startup_seconds
-    assert list(steps) == ["plan", "store", "cluster", "workers_ready"]
-    assert 0 < steps["plan"] <= steps["store"] <= steps["cluster"] <= steps["workers_ready"]
-    assert steps["workers_ready"] < report.first_ct_after_seconds() < report.wall_seconds
+    assert list(steps) == ["plan", "store", "cluster", "plugin"]
+    assert 0 < steps["plan"] <= steps["store"] <= steps["cluster"] <= steps["plugin"]
+    assert steps["plugin"] < report.first_ct_after_seconds() < report.wall_seconds
     setup = report.cluster["renderer_setup_seconds"]
-    assert len(setup) == 2 and all(0 < s < steps["workers_ready"] for s in setup.values())
+    assert len(setup) == 2 and all(0 < s < report.first_ct_after_seconds() for s in setup.values())
+    assert 0 < report.shutdown_seconds < report.wall_seconds - report.first_ct_after_seconds()
     assert report.to_json()["startup_seconds"] == steps
 
 

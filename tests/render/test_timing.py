@@ -7,7 +7,7 @@ import pytest
 
 from drrkit.geometry.poses import PoseSet
 from drrkit.geometry.recipe import Recipe
-from drrkit.pipeline.worker import _SerialRenderer
+from drrkit.pipeline.worker import _WorkerRenderer
 from drrkit.render import make_renderer, timing
 from drrkit.render.base import render_all
 
@@ -64,7 +64,7 @@ def test_backends_report_where_render_time_went(tiny, backend):
 
 def test_the_worker_lock_bills_waiting_to_wait(tiny):
     recipe = Recipe.from_dict(RECIPE)
-    serial = _SerialRenderer(make_renderer(recipe, "fast", "cpu", None))
+    serial = _WorkerRenderer.of(make_renderer(recipe, "fast", "cpu", None))
     poses: PoseSet = recipe.sample_poses(tiny.id)
     waited = {}
 
