@@ -11,7 +11,9 @@ Rules (see `discover_cts`):
 * Files with an obviously non-image extension (.txt .csv .json .md .png .jpg .yaml ...) and
   files named DICOMDIR are ignored.
 * Every other file is probed as DICOM (header only). CT files are grouped by
-  SeriesInstanceUID into one source per series. A file with a DICOM-ish name (.dcm/.dicom/.ima,
+  SeriesInstanceUID into one source per series; a file with the SOP Instance UID and size of
+  one earlier by path is a copy (the series copied into a second folder) and is left out
+  (`CTSource.copies`, warned about in the run report). A file with a DICOM-ish name (.dcm/.dicom/.ima,
   no extension, or a purely numeric extension as in UID-named files) that does not parse is
   reported as UnreadableFile (unless it has no extension and is plain text: README, LICENSE);
   other unparsable files are ignored. Known volume formats this
@@ -51,7 +53,7 @@ CT_SOP_CLASSES = frozenset(
 )
 LABELS_DIR = "labels"
 ZARR_METADATA = "zarr.json"  # a folder holding it is a Zarr store or group: skipped with all it holds
-_PROBE_TAGS = ["Modality", "SeriesInstanceUID", "SOPClassUID", "Rows"]
+_PROBE_TAGS = ["Modality", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID", "Rows"]
 _TEXT_CONTROL = frozenset(b"\t\n\r\f\b")
 
 
@@ -65,6 +67,7 @@ class CTSource:
     files: tuple[str, ...]
     labels: str | None = None  # label map on this CT's grid (see drrkit.ct.labels), if any
     override: HeaderOverride | None = None  # a manifest's header correction (drrkit/ct/overrides.py)
+    copies: tuple[str, ...] = ()  # DICOM files left out: the same SOP instances as files in `files`
 
 
 def _walk(root: Path) -> tuple[list[Path], list[CTReadError]]:
@@ -132,8 +135,8 @@ def _classify_dicom(path: Path, ds: pydicom.Dataset) -> str | None:
 
 
 def classify_file(path: Path) -> tuple:
-    """What discovery makes of one file: ("nifti",), ("dicom", class, series uid, modality) for a
-    DICOM image ('ct' or 'other'), ("error", CTReadError) or ("skip",). Runs in scan processes
+    """What discovery makes of one file: ("nifti",), ("dicom", class, series uid, modality, SOP
+    instance uid) for a DICOM image ('ct' or 'other'), ("error", CTReadError) or ("skip",). Runs in scan processes
     (drrkit/ct/scan.py), so it reads only `path` and returns picklable values."""
     name = path.name.lower()
     if is_nifti_path(path):
@@ -153,21 +156,52 @@ def classify_file(path: Path) -> tuple:
     uid = str(ds.get("SeriesInstanceUID") or "")
     if not uid:
         return ("error", UnreadableFile(path, "DICOM image has no SeriesInstanceUID"))
-    return ("dicom", cls, uid, str(ds.get("Modality") or "?"))
+    return ("dicom", cls, uid, str(ds.get("Modality") or "?"), str(ds.get("SOPInstanceUID") or ""))
 
 
 def _dicom_sources(groups: dict, errors: list[CTReadError]) -> list[CTSource]:
     sources = []
     for (cls, uid), members in groups.items():
-        files = sorted(p for p, _ in members)
-        folder = series_folder(files)
         if cls == "other":
-            modalities = sorted({m for _, m in members})
+            files = sorted(p for p, _, _ in members)
+            modalities = sorted({m for _, m, _ in members})
             reason = f"DICOM series {uid} ({len(files)} files) has Modality {modalities}, not CT"
-            errors.append(NotCT(folder, reason))
+            errors.append(NotCT(series_folder(files), reason))
             continue
-        sources.append(CTSource(series_id(folder, uid), str(folder), "dicom", tuple(str(f) for f in files)))
+        files, copies = _without_copies(members)
+        folder = series_folder(files)
+        sources.append(CTSource(series_id(folder, uid), str(folder), "dicom", tuple(str(f) for f in files),
+                                copies=tuple(str(f) for f in copies)))
     return sources
+
+
+def _without_copies(members: list[tuple]) -> tuple[list[Path], list[Path]]:
+    """(files, copies) of one series: a file whose SOP Instance UID and size are those of a file
+    earlier by path is a copy (the series copied into a second folder) and is left out, so the
+    CT is read once instead of failing on duplicate slice positions. Same UID with another size
+    is not taken for a copy: both stay, and the reader names them. Only files sharing a UID are
+    stat'ed."""
+    members = sorted(members)
+    count: dict[str, int] = defaultdict(int)
+    for _, _, sop in members:
+        count[sop] += 1
+    kept, copies, first = [], [], {}
+    for path, _, sop in members:
+        if sop and count[sop] > 1:
+            size = _size(path)
+            if size is not None and first.get(sop) == size:
+                copies.append(path)
+                continue
+            first.setdefault(sop, size)
+        kept.append(path)
+    return kept, copies
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _unique_ids(sources: list[CTSource]) -> list[CTSource]:
@@ -208,8 +242,8 @@ def discover_cts(root: str | Path, jobs: int | None = None) -> tuple[list[CTSour
         if outcome[0] == "nifti":
             sources.append(CTSource(safe_id(nifti_stem(path)), str(path), "nifti", (str(path),)))
         elif outcome[0] == "dicom":
-            _, cls, uid, modality = outcome
-            groups[(cls, uid)].append((path, modality))
+            _, cls, uid, modality, sop = outcome
+            groups[(cls, uid)].append((path, modality, sop))
         elif outcome[0] == "error":
             errors.append(outcome[1])
     sources.extend(_dicom_sources(groups, errors))

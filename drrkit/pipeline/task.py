@@ -49,9 +49,15 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
         result.info = {"shape": list(ct.shape), "spacing": list(ct.spacing), "affine": ct.affine.tolist(),
                        "hu_min": hu_min, "hu_max": hu_max,
                        "checksum": ct.checksum(), "labels": source.labels or "", "source_stat": fingerprint}
-        if ct.meta.get("rescale_defaulted"):  # rendered as asked, but the user should know
-            result.info["warnings"] = [f"{source.path}: no slice carries RescaleSlope/RescaleIntercept; "
-                                       "the stored values were read as HU (slope 1, intercept 0)"]
+        warnings = []  # rendered as asked, but the user should know
+        if ct.meta.get("rescale_defaulted"):
+            warnings.append(f"{source.path}: no slice carries RescaleSlope/RescaleIntercept; "
+                            "the stored values were read as HU (slope 1, intercept 0)")
+        if source.copies:
+            warnings.append(f"{source.path}: {len(source.copies)} file(s) left out as copies of SOP instances "
+                            f"read from other files of the series (same UID and size), e.g. {source.copies[0]}")
+        if warnings:
+            result.info["warnings"] = warnings
     except CTReadError as exc:
         result.error_kind, result.error = exc.kind, str(exc)
         return result

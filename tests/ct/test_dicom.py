@@ -362,3 +362,42 @@ def test_a_series_copied_into_two_folders_names_both_copies(tmp_path, ctw):
     files = sorted((tmp_path / "study").rglob("*.dcm"))
     with pytest.raises(UnevenSpacing, match=r"\(a/IM0000.dcm, b/IM0000.dcm\) \(the series is in more than one folder"):
         read_dicom_series(files)
+
+
+def test_a_copied_series_is_rendered_once_from_its_first_folder_with_a_warning(tmp_path, ctw):
+    """The same SOP instances in two folders (a copy): discovery keeps the first folder's files,
+    the CT renders as from one folder, and the run report says which files were left out. A file
+    with a copy's UID but another size is not taken for a copy: the reader names the clash."""
+    import json
+    import shutil
+
+    from drrkit.ct.discover import discover_cts
+    from drrkit.geometry.recipe import Recipe
+    from drrkit.pipeline import RenderJob, render_corpus
+    from drrkit.pipeline.report import report_path
+    from drrkit.store import open_corpus
+
+    ctw.write_synthetic_series(tmp_path / "cts" / "study" / "a")
+    shutil.copytree(tmp_path / "cts" / "study" / "a", tmp_path / "cts" / "study" / "b")
+    ctw.write_synthetic_series(tmp_path / "alone" / "a")
+    [source], errors = discover_cts(tmp_path / "cts", jobs=1)
+    assert errors == [] and source.path.endswith("study/a") and len(source.files) == 5
+    assert [p.rsplit("/", 2)[-2:] for p in source.copies] == [["b", f"IM000{k}.dcm"] for k in range(5)]
+    recipe = Recipe.from_dict({"name": "mini", "detector": {"sdd": 1020, "height": 8, "width": 8, "delx": 4.0,
+                                                            "dely": 4.0},
+                               "poses": {"sampling": "grid", "rotation": {"z": {"start": 0, "stop": 0, "num": 1}},
+                                         "translation": {"y": 700}}})
+    report = render_corpus(RenderJob(recipe=recipe, out=tmp_path / "s.zarr", ct_dir=tmp_path / "cts", device="cpu"))
+    alone = render_corpus(RenderJob(recipe=recipe, out=tmp_path / "t.zarr", ct_dir=tmp_path / "alone", device="cpu"))
+    assert report.exit_code == 0 and alone.exit_code == 0
+    [row] = json.loads(report_path(tmp_path / "s.zarr").read_text())["results"]
+    assert row["status"] == "done" and "5 file(s) left out as copies" in row["warnings"][0]
+    np.testing.assert_array_equal(np.asarray(open_corpus(tmp_path / "s.zarr").images[:]),
+                                  np.asarray(open_corpus(tmp_path / "t.zarr").images[:]))
+    # another size under a copied UID: both files stay, and reading names the duplicate position
+    with open(tmp_path / "cts" / "study" / "b" / "IM0002.dcm", "ab") as f:
+        f.write(b"\0\0")
+    [source], _ = discover_cts(tmp_path / "cts", jobs=1)
+    assert len(source.files) == 6 and len(source.copies) == 4
+    with pytest.raises(UnevenSpacing, match="the series is in more than one folder"):
+        read_dicom_series([type(tmp_path)(p) for p in source.files])
