@@ -9,8 +9,8 @@ from typing import Callable, Iterable
 from drrkit.pipeline.allocator import malloc_environ
 from drrkit.pipeline.cluster import ClusterSpec, close_client, start_client
 from drrkit.pipeline.task import CTResult
-from drrkit.pipeline.worker import (PLUGIN_NAME, RenderPlugin, describe_renderer, render_ct_task,
-                                    renderer_setup_seconds)
+from drrkit.pipeline.worker import (PLUGIN_NAME, RendererSetupFailed, RenderPlugin, describe_renderer,
+                                    render_ct_task, renderer_setup_seconds)
 
 
 def run_on_cluster(todo: Iterable[int], plan, job, spec: ClusterSpec, accept: Callable[[CTResult], None],
@@ -22,15 +22,15 @@ def run_on_cluster(todo: Iterable[int], plan, job, spec: ClusterSpec, accept: Ca
     every CT's result is in."""
     from distributed import as_completed
 
+    plugin_name = f"{PLUGIN_NAME}-{hashlib.sha1(str(job.out).encode()).hexdigest()[:8]}"
     client = start_client(spec)
     on_ready("cluster")
     futures: dict = {}
     try:
-        plugin_name = f"{PLUGIN_NAME}-{hashlib.sha1(str(job.out).encode()).hexdigest()[:8]}"
         # returns once every worker has the plugin; their renderers build in the background while
         # the first CTs decode (worker.py)
-        client.register_plugin(RenderPlugin(job.recipe, job.backend, job.device, job.batch_size, str(job.out)),
-                               name=plugin_name)
+        client.register_plugin(RenderPlugin(job.recipe, job.backend, job.device, job.batch_size, str(job.out),
+                                            name=plugin_name), name=plugin_name)
         on_ready("plugin")
         info = client.scheduler_info()
         threads = sum(w["nthreads"] for w in info["workers"].values()) or 1
@@ -39,7 +39,7 @@ def run_on_cluster(todo: Iterable[int], plan, job, spec: ClusterSpec, accept: Ca
         done_stream = as_completed(loop=client.loop)
 
         def submit(index: int, tag: str = "") -> None:
-            future = client.submit(task, index, plan.sources[index], pure=False,
+            future = client.submit(task, index, plan.sources[index], plugin_name, pure=False,
                                    key=f"drrkit-ct-{index}{tag}-{plugin_name}")
             futures[future.key] = (index, future)
             done_stream.add(future)
@@ -64,19 +64,30 @@ def run_on_cluster(todo: Iterable[int], plan, job, spec: ClusterSpec, accept: Ca
             futures.pop(future.key)
             accept(_result_of(future, index, plan, spec))
         on_ready("tasks_done")
-        info = client.scheduler_info()  # the workers at the end (replacements included)
-        renderers = client.run(describe_renderer)  # what each worker resolved auto/auto to
-        setup = client.run(renderer_setup_seconds)
-        malloc = client.run(malloc_environ)  # whether each worker keeps freed memory (allocator.py)
+        # what each worker resolved auto/auto to, its build time and malloc settings (allocator.py);
+        # a worker that dies now is left out, it does not fail a finished run
+        renderers = _ask(client, describe_renderer, plugin_name)
+        setup = _ask(client, renderer_setup_seconds, plugin_name)
+        malloc = _ask(client, malloc_environ)
         return {"scheduler": spec.scheduler or "local", "address": info["address"],
                 "workers": len(info["workers"]), "threads": threads,
                 "isolated_retries": len(suspects), "renderers": renderers, "malloc_environ": malloc,
                 "renderer_setup_seconds": setup}
-    except KeyboardInterrupt:
-        client.cancel([f for _, f in futures.values()])
+    except (KeyboardInterrupt, RendererSetupFailed):
+        client.cancel([f for _, f in futures.values()])  # their CTs stay pending for the re-run
         raise
     finally:
+        try:
+            client.unregister_worker_plugin(plugin_name)  # an existing cluster keeps no state of this run
+        except Exception:  # noqa: BLE001 - a cluster going down takes the plugin with it
+            pass
         close_client(client)
+
+
+def _ask(client, function, *args) -> dict:
+    """`Client.run` on every worker, keeping only the workers that answered."""
+    answers = client.run(function, *args, on_error="return")
+    return {w: a for w, a in answers.items() if not isinstance(a, BaseException)}
 
 
 def _result_of(future, index: int, plan, spec: ClusterSpec) -> CTResult:
@@ -85,6 +96,8 @@ def _result_of(future, index: int, plan, spec: ClusterSpec) -> CTResult:
     source = plan.sources[index]
     try:
         return future.result()
+    except RendererSetupFailed:  # a set-up problem of the run, not of this CT: the client stops
+        raise
     except KilledWorker:
         return CTResult(index, source.id, "failed", "killed_worker",
                         f"{source.path}: the worker rendering this CT died {spec.retries + 1} times "

@@ -36,7 +36,7 @@ class RunReport:
     # renderer; CT tasks are submitted from here and decode while renderers build)
     startup_seconds: dict = field(default_factory=dict)
     # on a cluster: seconds from the last CT's result to the end of the run (the workers'
-    # renderer descriptions, the cluster closing)
+    # renderer descriptions, the last statuses flushed, the cluster closing)
     shutdown_seconds: float | None = None
     interrupted: bool = False
     machine: dict = field(default_factory=lambda: {"python": platform.python_version(),

@@ -127,9 +127,11 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
         if cluster:
             kwargs = {"task": task} if task else {}
             from drrkit.pipeline.dask_runner import run_on_cluster
+            from drrkit.pipeline.worker import built_renderers
 
             report.cluster = run_on_cluster(runnable, plan, job, cluster, accept, on_ready=mark, **kwargs)
-            report.backend = resolved_renderer(report.cluster["renderers"], backend)
+            # only renderers the workers built: a "none"/"pending" one never replaces the record
+            report.backend = resolved_renderer(built_renderers(report.cluster["renderers"]), backend)
             writer.resolve_renderer(backend, report.backend)
         else:
             for index in runnable:

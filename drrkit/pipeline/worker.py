@@ -22,12 +22,14 @@ from drrkit.pipeline.task import CTResult, render_ct
 from drrkit.render.timing import phase
 
 PLUGIN_NAME = "drrkit-render"
-# How long the end-of-run description waits for a renderer still being built (no task needed it).
-DESCRIBE_TIMEOUT_S = 600
+# How long the end-of-run description waits for a renderer still being built (a worker that got
+# no CT, or a replacement): off the worker's event loop, then said to be pending.
+DESCRIBE_TIMEOUT_S = 60
 
 
 class RendererSetupFailed(RuntimeError):
-    """This worker could not build its renderer; every CT it takes fails with the reason."""
+    """A worker could not build its renderer: a set-up problem (device, backend), not a bad CT.
+    The task raises it instead of recording its CT as failed, and the client stops the run."""
 
 
 class _WorkerRenderer:
@@ -64,7 +66,7 @@ class _WorkerRenderer:
             renderer = make_renderer(recipe, backend, device, batch_size)
             _start_device(renderer.device)
             self.inner = renderer
-        except Exception as exc:  # kept: each CT this worker takes fails naming it
+        except BaseException as exc:  # kept: the task that meets it stops the run, naming it
             self.error = exc
         finally:
             self.setup_seconds = time.perf_counter() - t0
@@ -73,17 +75,29 @@ class _WorkerRenderer:
     def start(self, *args) -> None:
         threading.Thread(target=self.build, args=args, name="drrkit-renderer-setup", daemon=True).start()
 
+    @property
+    def built(self) -> bool:
+        return self._built.is_set()
+
+    def failure(self) -> RendererSetupFailed | None:
+        """The build's failure, once known, as the error that stops the run."""
+        if self.built and self.inner is None:
+            cause = self.error
+            reason = f"{type(cause).__name__}: {cause}" if cause is not None else "no renderer was made"
+            return RendererSetupFailed(f"could not build its renderer: {reason}")
+        return None
+
     def ready(self, timeout: float | None = None):
         """The built renderer, once it is built; RendererSetupFailed if it could not be."""
         if not self._built.wait(timeout):
             raise RendererSetupFailed(f"the renderer was not built within {timeout:.0f} s")
-        if self.error is not None:
-            raise RendererSetupFailed(f"this worker could not build its renderer: "
-                                      f"{type(self.error).__name__}: {self.error}") from self.error
+        failed = self.failure()
+        if failed is not None:
+            raise failed from self.error
         return self.inner
 
     def describe(self) -> dict:
-        return self.ready(DESCRIBE_TIMEOUT_S).describe()
+        return self.ready().describe()
 
     def render(self, ct, poses, field=None):
         with phase("setup"):
@@ -106,45 +120,84 @@ def _start_device(device: str) -> None:
 
 
 class RenderPlugin(WorkerPlugin):
-    def __init__(self, recipe: Recipe, backend: str, device: str, batch_size: int | None, store: str):
+    """Per-worker state of one run, under the run's plugin name (runs into different stores on
+    one existing cluster keep theirs apart); removed when the client unregisters it."""
+
+    def __init__(self, recipe: Recipe, backend: str, device: str, batch_size: int | None, store: str,
+                 name: str = PLUGIN_NAME):
         self.recipe, self.backend, self.device = recipe, backend, device
-        self.batch_size, self.store = batch_size, store
+        self.batch_size, self.store, self.name = batch_size, store, name
 
     def setup(self, worker) -> None:
         from drrkit.store import CorpusWriter
 
         renderer = _WorkerRenderer()
-        worker.drrkit = {"renderer": renderer, "writer": CorpusWriter(self.store), "recipe": self.recipe}
+        runs = getattr(worker, "drrkit", None)
+        if not isinstance(runs, dict):
+            runs = worker.drrkit = {}
+        runs[self.name] = {"renderer": renderer, "writer": CorpusWriter(self.store), "recipe": self.recipe}
         renderer.start(self.recipe, self.backend, self.device, self.batch_size)
 
+    def teardown(self, worker) -> None:
+        getattr(worker, "drrkit", {}).pop(self.name, None)
 
-def render_ct_task(ct_index: int, source: CTSource) -> CTResult:
-    """The Dask task: one CT on this worker's renderer and store handle."""
-    state = get_worker().drrkit
-    result = render_ct(ct_index, source, state["recipe"], state["renderer"], state["writer"])
-    result.worker = get_worker().name
+
+def _state(dask_worker, plugin_name: str) -> dict | None:
+    return (getattr(dask_worker, "drrkit", None) or {}).get(plugin_name)
+
+
+def render_ct_task(ct_index: int, source: CTSource, plugin_name: str = PLUGIN_NAME) -> CTResult:
+    """The Dask task: one CT on this worker's renderer and store handle. A renderer that could
+    not be built stops the run (RendererSetupFailed), before decoding when that is known already;
+    the CT is not recorded as failed, it stays pending for the re-run."""
+    worker = get_worker()
+    state = _state(worker, plugin_name)
+    if state is None:
+        raise RendererSetupFailed(f"worker {worker.name}: the run's plugin {plugin_name} is not set up here")
+    renderer = state["renderer"]
+    _stop_if_failed(worker, renderer)
+    result = render_ct(ct_index, source, state["recipe"], renderer, state["writer"])
+    _stop_if_failed(worker, renderer)  # the build failed while this CT decoded: not the CT's fault
+    result.worker = worker.name
     return result
 
 
-def describe_renderer(dask_worker) -> dict:
-    """The renderer this worker built (backend, engine, device), as recorded in the store.
-    Run through `Client.run`, which passes the worker as `dask_worker`. A worker whose plugin
-    setup or renderer build failed says so here (its tasks then fail and are recorded against
-    their CTs)."""
-    state = getattr(dask_worker, "drrkit", None)
+def _stop_if_failed(worker, renderer: _WorkerRenderer) -> None:
+    failed = renderer.failure()
+    if failed is not None:
+        raise RendererSetupFailed(f"worker {worker.name}: {failed}") from renderer.error
+
+
+async def describe_renderer(plugin_name: str = PLUGIN_NAME, dask_worker=None) -> dict:
+    """The renderer this worker built (backend, engine, device), as recorded in the store; run
+    through `Client.run` (which passes `dask_worker`). The wait for a build still in progress
+    runs off the worker's event loop, at most DESCRIBE_TIMEOUT_S. A worker without one says
+    why, under backend "none" or "pending"; those never replace the store's record."""
+    import asyncio
+
+    state = _state(dask_worker, plugin_name)
     if state is None:
         return {"backend": "none", "error": "the renderer was not built on this worker (plugin setup failed)"}
-    try:
-        return state["renderer"].describe()
-    except RendererSetupFailed as exc:
-        return {"backend": "none", "error": str(exc)}
+    renderer = state["renderer"]
+    built = await asyncio.get_running_loop().run_in_executor(None, renderer._built.wait, DESCRIBE_TIMEOUT_S)
+    if not built:
+        return {"backend": "pending", "error": f"the renderer was still being built after {DESCRIBE_TIMEOUT_S} s"}
+    failed = renderer.failure()
+    if failed is not None:
+        return {"backend": "none", "error": str(failed)}
+    return renderer.inner.describe()
 
 
-def renderer_setup_seconds(dask_worker) -> float | None:
+def renderer_setup_seconds(plugin_name: str = PLUGIN_NAME, dask_worker=None) -> float | None:
     """Seconds this worker took to import torch and build its renderer (CUDA context included),
-    in the background while its first CTs decoded; None where setup failed. Run through
-    `Client.run` once the run's tasks are done."""
-    state = getattr(dask_worker, "drrkit", None)
-    if state is None or state["renderer"].error is not None:
+    in the background while its first CTs decoded; None where it failed or is still building.
+    Run through `Client.run` once the run's tasks are done."""
+    state = _state(dask_worker, plugin_name)
+    if state is None or not state["renderer"].built or state["renderer"].failure() is not None:
         return None
     return state["renderer"].setup_seconds
+
+
+def built_renderers(descriptions: dict) -> dict:
+    """The workers' descriptions of renderers they actually built (not "none"/"pending")."""
+    return {w: d for w, d in descriptions.items() if d.get("backend") not in ("none", "pending")}

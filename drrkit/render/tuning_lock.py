@@ -8,18 +8,25 @@ process to tune a key writes the timings to the cache folder; the others, waitin
 then read them from there instead of tuning again.
 
 The lock is `flock` on a file in the cache folder: released by the kernel when a process dies, so
-a worker killed mid-tune does not stall the rest. Where the folder cannot hold a lock file (read
-only, no flock on the file system), tuning goes on unlocked, as Triton does by itself.
+a worker killed mid-tune does not stall the rest; one hung past LOCK_TIMEOUT_S is passed by.
+Where the folder cannot hold a lock file (read only, no flock on the file system), tuning goes on
+unlocked, as Triton does by itself. A cache folder on a shared file system whose flock spans
+hosts makes the lock span them too: one tune per cluster, the others waiting for it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 LOCK_NAME = "drrkit-autotune.lock"
+# A first tune of all six tiles on a cold cache takes seconds; a holder past this is taken for hung.
+LOCK_TIMEOUT_S = 300.0
+POLL_S = 0.05
 
 _done: set = set()  # keys this process has tuned, or read from the cache, under the lock
 _guard = threading.Lock()
@@ -39,29 +46,42 @@ def cache_dir() -> Path:
 
 
 @contextmanager
-def machine_lock(folder: Path | None = None):
-    """Held by one process (and thread) of the machine at a time; yields whether it is held."""
-    import fcntl
+def machine_lock(folder: Path | None = None, timeout_s: float = LOCK_TIMEOUT_S):
+    """Held by one process (and thread) of the machine at a time; yields whether it is held.
+    After `timeout_s` of waiting (a holder hung in a compile or on its GPU) it yields False and
+    the caller tunes unlocked, as Triton does by itself."""
+    handle = _open_lock(folder)
+    held = handle is not None and _acquire(handle, timeout_s)
+    try:
+        yield held
+    finally:
+        if handle is not None:
+            if held:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
+
+def _open_lock(folder: Path | None):
     try:
         folder = folder or cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / LOCK_NAME, "a+")
+        return open(folder / LOCK_NAME, "a+")
     except OSError:
-        yield False
-        return
-    try:
+        return None
+
+
+def _acquire(handle, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except OSError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    finally:
-        handle.close()
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_S)
+        except OSError:  # no flock on this file system
+            return False
 
 
 def once_per_machine(key, launch, folder: Path | None = None) -> None:

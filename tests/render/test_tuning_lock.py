@@ -100,3 +100,17 @@ def test_concurrent_processes_tune_once_on_a_cold_cache(tmp_path):
     said = sorted(p.communicate(timeout=300)[0].strip() for p in procs)
     assert all(p.returncode == 0 for p in procs)
     assert said == ["cached", "cached", "cached", "tuned"], said
+
+
+def test_a_holder_past_the_timeout_is_passed_by(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD.replace("1.0", "30"), str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.perf_counter()
+        with tuning_lock.machine_lock(tmp_path, timeout_s=0.3) as held:
+            waited = time.perf_counter() - t0
+        assert held is False and 0.3 <= waited < 5
+    finally:
+        holder.kill()
+        holder.wait(10)
