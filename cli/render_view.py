@@ -84,6 +84,10 @@ def print_summary(report) -> None:
         console.print(f"[yellow]{len(report.changed_sources)} CT(s) done before were rendered again[/]: their "
                       f"source files changed since they were read ({shown}; all in the run report)",
                       highlight=False)
+    if report.mixed_renderers:
+        kinds = "; ".join(f"{m['cts']} by {_renderer_words(m['renderer'])}" for m in report.mixed_renderers)
+        console.print(f"[yellow]the store's done CTs were rendered by {len(report.mixed_renderers)} renderers[/]: "
+                      f"{kinds} (per CT: cts/renderer)", highlight=False)
     if report.missing_sources:
         gone = list(report.missing_sources)
         shown = ", ".join(gone[:5]) + (", ..." if len(gone) > 5 else "")
@@ -118,3 +122,9 @@ def print_summary(report) -> None:
             # One unwrapped line per failure, without markup: paths and messages must survive intact.
             err_console.print(f"  {r.ct_id}: [{r.error_kind}] {r.error.splitlines()[0]}", markup=False,
                               soft_wrap=True, highlight=False)
+
+
+def _renderer_words(desc: dict) -> str:
+    """A renderer description in a few words: backend, engine where there is one, device."""
+    parts = [desc.get("backend", "?"), desc.get("engine") or desc.get("diffdrr_renderer"), desc.get("device")]
+    return "/".join(str(p) for p in parts if p)

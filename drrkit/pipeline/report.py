@@ -25,6 +25,9 @@ class RunReport:
     changed_sources: list[str] = field(default_factory=list)
     # done CTs whose input is unreadable at this run (id → reason): kept as done, not rendered again
     missing_sources: dict[str, str] = field(default_factory=dict)
+    # when the store's done CTs were rendered by more than one renderer (a resume on another
+    # device or backend, a mixed cluster): each renderer's description and its number of CTs
+    mixed_renderers: list[dict] = field(default_factory=list)
     results: list[CTResult] = field(default_factory=list)
     wall_seconds: float = 0.0
     peak_memory_bytes: int | None = None

@@ -140,6 +140,7 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
         report.interrupted = True
     finally:
         log.flush()
+    report.mixed_renderers = _mixed_renderers(writer)
     report.wall_seconds = time.perf_counter() - t0
     if "tasks_done" in ends:  # the cluster's descriptions and its closing, after the last CT
         report.shutdown_seconds = report.wall_seconds - ends["tasks_done"]
@@ -147,6 +148,17 @@ def render_corpus(job: RenderJob, on_result: Callable[[CTResult], None] | None =
         report.peak_memory_bytes = _peak(renderer.device)
     report.write(report_path(job.out))
     return report
+
+
+def _mixed_renderers(writer) -> list[dict]:
+    """The renderers of the store's done CTs with their counts, when there is more than one."""
+    counts: dict[str, int] = {}
+    for status, renderer in zip(writer.statuses(), writer.renderers()):
+        if status == DONE and renderer:
+            counts[renderer] = counts.get(renderer, 0) + 1
+    if len(counts) < 2:
+        return []
+    return [{"renderer": json.loads(r), "cts": n} for r, n in sorted(counts.items(), key=lambda kv: -kv[1])]
 
 
 def resolved_renderer(per_worker: dict, asked: dict) -> dict:

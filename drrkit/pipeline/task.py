@@ -75,6 +75,7 @@ def render_ct(ct_index: int, source: CTSource, recipe: Recipe, renderer: Rendere
             masks, boxes, matched = project_masks(renderer, ct, poses, source.labels, recipe.masks)
             result.info["mask_structures"] = json.dumps(matched)
         t2 = time.perf_counter()
+        result.info["renderer"] = json.dumps(renderer.describe(), sort_keys=True)  # what made these rows
         writer.write_rows(ct_index, images, poses, masks=masks, boxes=boxes)
     except CTReadError as exc:  # e.g. a missing or mismatched label map
         result.error_kind, result.error = exc.kind, str(exc)

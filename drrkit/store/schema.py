@@ -28,7 +28,8 @@ CT_STRING_ARRAYS = ("id", "source", "kind", "checksum", "status", "error_kind", 
 # Columns added after schema version 1 was fixed: new stores have them, older ones may not, and
 # readers, verify and resume take their absence as "not recorded".
 #   source_stat: the source files' fingerprint when the CT was read (drrkit/ct/fingerprint.py)
-CT_OPTIONAL_STRING_ARRAYS = ("source_stat",)
+#   renderer: the renderer that rendered the CT's rows (its description as JSON, keys sorted)
+CT_OPTIONAL_STRING_ARRAYS = ("source_stat", "renderer")
 CT_NUMERIC_ARRAYS = {
     "shape": ((3,), "int32"),
     "spacing": ((3,), "float64"),  # mm along voxel axes

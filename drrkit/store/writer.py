@@ -328,11 +328,19 @@ class CorpusWriter:
     def source_fingerprints(self) -> list[str]:
         """Per CT, the source fingerprint recorded when it was read ("" where none: not read yet,
         or a store made before fingerprints were recorded)."""
+        return self._optional_column("source_stat")
+
+    def renderers(self) -> list[str]:
+        """Per CT, the renderer that rendered its rows, as JSON ("" where not recorded: not
+        rendered yet, or a store made before the column)."""
+        return self._optional_column("renderer")
+
+    def _optional_column(self, name: str) -> list[str]:
         cts = self.root["cts"]
         n = cts["status"].shape[0]
-        if "source_stat" not in cts or not n:
+        if name not in cts or not n:
             return [""] * n
-        return [str(v) for v in cts["source_stat"][:]]
+        return [str(v) for v in cts[name][:]]
 
     def statuses(self) -> np.ndarray:
         return np.asarray(self.root["cts/status"][:]) if self.root["cts/status"].shape[0] else np.array([])
