@@ -267,35 +267,40 @@ def per_ct(report: dict) -> dict[str, float]:
     return {k: v / done for k, v in report["phase_seconds"].items()} if done else {}
 
 
+def _pairs(runs: list[dict], vary: str, fixed: dict):
+    """Per --workers value, the runs told apart by `vary` (the others at `fixed`), when both ran."""
+    for workers in dict.fromkeys(r["workers"] for r in runs):
+        pair = {r[vary]: r for r in runs
+                if r["workers"] == workers and all(r[k] == v for k, v in fixed.items())}
+        if len(pair) == 2:
+            yield workers, pair
+
+
 def allocator_ratios(runs: list[dict]) -> dict:
     """Per --workers value run both ways: drrkit's allocator settings over the defaults."""
     out = {}
-    for workers in dict.fromkeys(r["workers"] for r in runs):
-        pair = {r["allocator"]: r for r in runs if r["workers"] == workers and r["cuda_wait"] == "block"}
-        if len(pair) == 2:
-            kept, default = pair["drrkit"], pair["default"]
-            out[workers] = {
-                "views_per_s": kept["views_per_s"] / default["views_per_s"],
-                "steady_views_per_s": (kept["steady_views_per_s"] or 0.0) / (default["steady_views_per_s"] or 1.0),
-                "cpu_seconds_per_ct_default_over_drrkit": default["cpu_seconds_per_ct"] / kept["cpu_seconds_per_ct"],
-                "peak_rss_gib": {"drrkit": kept["peak_rss_gib_all_processes"],
-                                 "default": default["peak_rss_gib_all_processes"]}}
+    for workers, pair in _pairs(runs, "allocator", {"cuda_wait": "block"}):
+        kept, default = pair["drrkit"], pair["default"]
+        out[workers] = {
+            "views_per_s": kept["views_per_s"] / default["views_per_s"],
+            "steady_views_per_s": (kept["steady_views_per_s"] or 0.0) / (default["steady_views_per_s"] or 1.0),
+            "cpu_seconds_per_ct_default_over_drrkit": default["cpu_seconds_per_ct"] / kept["cpu_seconds_per_ct"],
+            "peak_rss_gib": {"drrkit": kept["peak_rss_gib_all_processes"],
+                             "default": default["peak_rss_gib_all_processes"]}}
     return out
 
 
 def cuda_wait_ratios(runs: list[dict]) -> dict:
     """Per --workers value run both ways: host threads asleep while waiting on the GPU over spinning."""
     out = {}
-    for workers in dict.fromkeys(r["workers"] for r in runs):
-        pair = {r["cuda_wait"]: r for r in runs if r["workers"] == workers and r["allocator"] == "drrkit"}
-        if len(pair) == 2:
-            block, spin = pair["block"], pair["spin"]
-            out[workers] = {
-                "views_per_s": block["views_per_s"] / spin["views_per_s"],
-                "middle_half_views_per_s": (block["middle_half_views_per_s"] / spin["middle_half_views_per_s"]
-                                            if block["middle_half_views_per_s"] and spin["middle_half_views_per_s"]
-                                            else None),
-                "cpu_seconds_per_ct_spin_over_block": spin["cpu_seconds_per_ct"] / block["cpu_seconds_per_ct"]}
+    for workers, pair in _pairs(runs, "cuda_wait", {"allocator": "drrkit"}):
+        block, spin = pair["block"], pair["spin"]
+        out[workers] = {
+            "views_per_s": block["views_per_s"] / spin["views_per_s"],
+            "middle_half_views_per_s": (block["middle_half_views_per_s"] / spin["middle_half_views_per_s"]
+                                        if block["middle_half_views_per_s"] and spin["middle_half_views_per_s"]
+                                        else None),
+            "cpu_seconds_per_ct_spin_over_block": spin["cpu_seconds_per_ct"] / block["cpu_seconds_per_ct"]}
     return out
 
 

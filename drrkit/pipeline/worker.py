@@ -79,6 +79,10 @@ class _WorkerRenderer:
     def built(self) -> bool:
         return self._built.is_set()
 
+    def wait_built(self, timeout: float | None = None) -> bool:
+        """Whether the build ended (built or failed) within `timeout` seconds."""
+        return self._built.wait(timeout)
+
     def failure(self) -> RendererSetupFailed | None:
         """The build's failure, once known, as the error that stops the run."""
         if self.built and self.inner is None:
@@ -89,7 +93,7 @@ class _WorkerRenderer:
 
     def ready(self, timeout: float | None = None):
         """The built renderer, once it is built; RendererSetupFailed if it could not be."""
-        if not self._built.wait(timeout):
+        if not self.wait_built(timeout):
             raise RendererSetupFailed(f"the renderer was not built within {timeout:.0f} s")
         failed = self.failure()
         if failed is not None:
@@ -179,7 +183,7 @@ async def describe_renderer(plugin_name: str = PLUGIN_NAME, dask_worker=None) ->
     if state is None:
         return {"backend": "none", "error": "the renderer was not built on this worker (plugin setup failed)"}
     renderer = state["renderer"]
-    built = await asyncio.get_running_loop().run_in_executor(None, renderer._built.wait, DESCRIBE_TIMEOUT_S)
+    built = await asyncio.get_running_loop().run_in_executor(None, renderer.wait_built, DESCRIBE_TIMEOUT_S)
     if not built:
         return {"backend": "pending", "error": f"the renderer was still being built after {DESCRIBE_TIMEOUT_S} s"}
     failed = renderer.failure()
